@@ -1,0 +1,277 @@
+//! Stable hashes for assignment.
+//!
+//! Every function here is a pure function of its inputs: the same key and seed give the same
+//! value in every process, on every platform and in every version of modelgate. None of them
+//! allocates. Three families live here:
+//!
+//! * **native** ([`unit_xxh3`], [`derive_seed`], [`mix64`], [`neg_ln_unit`]): xxh3-64 of the
+//!   key's UTF-8 bytes with a 64-bit seed, mapped to `[0, 1)` by keeping the top 53 bits.
+//! * **GrowthBook** ([`growthbook_hash_v1`], [`growthbook_hash_v2`]): FNV-1a 32-bit as the
+//!   GrowthBook SDKs compute it.
+//! * **Unleash** ([`murmur3_32`], [`unleash_normalized`]): MurmurHash3 x86 32-bit of
+//!   `"{group}:{key}"`, as Unleash's engine computes it.
+//!
+//! `ahash` and std's randomised hashers must never be used for assignment: their output
+//! changes between processes.
+
+#![forbid(unsafe_code)]
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Seed purpose for the exposure (coverage) hash of the native scheme.
+pub const PURPOSE_EXPOSURE: u64 = 0x6d67_6578_706f_7375; // "mgexposu"
+/// Seed purpose for the arm (variant) hash of the native scheme.
+pub const PURPOSE_ARM: u64 = 0x6d67_6172_6d5f_5f5f; // "mgarm___"
+/// Seed purpose for the namespace hash of the native scheme.
+pub const PURPOSE_NAMESPACE: u64 = 0x6d67_6e61_6d65_7370; // "mgnamesp"
+/// Seed purpose for a variant's own seed in the native arm assignment.
+pub const PURPOSE_VARIANT: u64 = 0x6d67_7661_7269_616e; // "mgvarian"
+/// Seed purpose for the override lookup.
+pub const PURPOSE_OVERRIDE: u64 = 0x6d67_6f76_6572_7269; // "mgoverri"
+
+/// 2^-53: maps the top 53 bits of a 64-bit hash onto `[0, 1)` exactly.
+const UNIT: f64 = 1.0 / (1u64 << 53) as f64;
+
+/// Derives a 64-bit seed from a text (an experiment's salt, a variant's name) for one purpose.
+///
+/// The layout is fixed: `xxh3_64_with_seed(text as UTF-8, purpose)`. Two purposes give two
+/// independent seeds from one salt, which is how the native scheme keeps exposure and arm
+/// assignment independent.
+#[must_use]
+pub fn derive_seed(text: &str, purpose: u64) -> u64 {
+    xxh3_64_with_seed(text.as_bytes(), purpose)
+}
+
+/// xxh3-64 of `key` with `seed`, mapped to `[0, 1)` (53-bit resolution).
+///
+/// Cost: one xxh3 call (about 2 ns for a 20-byte key). Never allocates.
+#[inline]
+#[must_use]
+pub fn unit_xxh3(key: &[u8], seed: u64) -> f64 {
+    to_unit(xxh3_64_with_seed(key, seed))
+}
+
+/// The raw xxh3-64 of `key` with `seed`.
+#[inline]
+#[must_use]
+pub fn xxh3(key: &[u8], seed: u64) -> u64 {
+    xxh3_64_with_seed(key, seed)
+}
+
+/// Maps a 64-bit hash onto `[0, 1)` by its top 53 bits.
+#[inline]
+#[must_use]
+pub fn to_unit(h: u64) -> f64 {
+    (h >> 11) as f64 * UNIT
+}
+
+/// Maps a 64-bit hash onto `(0, 1]` by its top 53 bits (never zero, so its logarithm is finite).
+#[inline]
+#[must_use]
+pub fn to_unit_open_zero(h: u64) -> f64 {
+    ((h >> 11) + 1) as f64 * UNIT
+}
+
+/// A 64-bit finaliser (the MurmurHash3 `fmix64` constants): a bijection whose output bits
+/// each depend on every input bit. Used to derive one independent-looking value per variant
+/// from a single key hash.
+#[inline]
+#[must_use]
+pub fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x
+}
+
+/// `-ln(u)` for `u` in `(0, 1]`, computed with basic IEEE-754 operations only.
+///
+/// The platform's `ln` may differ in the last bit between C libraries; assignment must not, so
+/// this uses a fixed sequence of additions, multiplications and one division (Rust never fuses
+/// them), which gives the same bits everywhere. Relative error below 1e-9, far below anything
+/// a share of traffic could reveal. Returns `+inf` for `u <= 0` and `0` for `u >= 1`.
+#[inline]
+#[must_use]
+pub fn neg_ln_unit(u: f64) -> f64 {
+    if u.is_nan() || u <= 0.0 {
+        return f64::INFINITY;
+    }
+    if u >= 1.0 {
+        return 0.0;
+    }
+    const LN2: f64 = std::f64::consts::LN_2;
+    const SQRT2: f64 = std::f64::consts::SQRT_2;
+    // Our inputs are at least 2^-53, so they are normal numbers: the exponent field is exact.
+    let bits = u.to_bits();
+    let mut exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    if mantissa > SQRT2 {
+        mantissa *= 0.5;
+        exponent += 1;
+    }
+    // ln(m) = 2 atanh(s) with s = (m - 1) / (m + 1), |s| <= 0.1716.
+    let s = (mantissa - 1.0) / (mantissa + 1.0);
+    let s2 = s * s;
+    let series = 1.0
+        + s2 * (1.0 / 3.0
+            + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0)))));
+    let ln_m = 2.0 * s * series;
+    -(exponent as f64 * LN2 + ln_m)
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
+/// FNV-1a 32-bit over UTF-16 code units, as GrowthBook's SDKs compute it: the JavaScript SDK
+/// XORs `charCodeAt` (a UTF-16 unit) into the state, and the Python SDK does the same since
+/// version 4 (before it, Python XORed whole code points, which differs for characters outside
+/// the Basic Multilingual Plane, such as emoji). ASCII and BMP text hash identically in all of
+/// them.
+#[inline]
+fn fnv1a32_chars(state: u32, text: &str) -> u32 {
+    text.encode_utf16().fold(state, |h, unit| {
+        (h ^ u32::from(unit)).wrapping_mul(FNV_PRIME)
+    })
+}
+
+/// GrowthBook hash version 2: `fnv1a32(decimal(fnv1a32(seed + key))) % 10000 / 10000`.
+///
+/// Never allocates: the decimal digits are folded from a stack buffer.
+#[must_use]
+pub fn growthbook_hash_v2(seed: &str, key: &str) -> f64 {
+    let inner = fnv1a32_chars(fnv1a32_chars(FNV_OFFSET, seed), key);
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut n = inner;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let outer = digits[..len].iter().rev().fold(FNV_OFFSET, |h, &d| {
+        (h ^ u32::from(d)).wrapping_mul(FNV_PRIME)
+    });
+    f64::from(outer % 10_000) / 10_000.0
+}
+
+/// GrowthBook hash version 1: `fnv1a32(key + seed) % 1000 / 1000`; the SDKs use it for the
+/// namespace check with seed `"__" + namespace`.
+#[must_use]
+pub fn growthbook_hash_v1(key: &str, seed: &str) -> f64 {
+    let h = fnv1a32_chars(fnv1a32_chars(FNV_OFFSET, key), seed);
+    f64::from(h % 1000) / 1000.0
+}
+
+/// MurmurHash3 x86 32-bit over the concatenation of `parts`, streamed without allocating.
+#[must_use]
+pub fn murmur3_32(parts: &[&[u8]], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h = seed;
+    let mut block = [0u8; 4];
+    let mut filled = 0usize;
+    let mut total = 0usize;
+    for part in parts {
+        for &byte in *part {
+            block[filled] = byte;
+            filled += 1;
+            total += 1;
+            if filled == 4 {
+                let k = u32::from_le_bytes(block)
+                    .wrapping_mul(C1)
+                    .rotate_left(15)
+                    .wrapping_mul(C2);
+                h ^= k;
+                h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+                filled = 0;
+            }
+        }
+    }
+    if filled > 0 {
+        let mut k = 0u32;
+        for i in (0..filled).rev() {
+            k = (k << 8) | u32::from(block[i]);
+        }
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    h ^= total as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+/// Unleash's normalised number: `murmur3_32("{group}:{key}", seed) % normalizer + 1`, in
+/// `1..=normalizer`. Returns 0 when `normalizer` is 0.
+#[must_use]
+pub fn unleash_normalized(group: &str, key: &str, seed: u32, normalizer: u32) -> u32 {
+    if normalizer == 0 {
+        return 0;
+    }
+    murmur3_32(&[group.as_bytes(), b":", key.as_bytes()], seed) % normalizer + 1
+}
+
+/// Unleash's seed for variant selection.
+pub const UNLEASH_VARIANT_SEED: u32 = 86_028_157;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_known_vectors() {
+        // Published MurmurHash3_x86_32 vectors.
+        assert_eq!(murmur3_32(&[b""], 0), 0);
+        assert_eq!(murmur3_32(&[b""], 1), 0x514e_28b7);
+        assert_eq!(murmur3_32(&[b"Hello, world!"], 1234), 0xfaf6_cdb3);
+        assert_eq!(
+            murmur3_32(
+                &[b"The quick brown fox jumps over the lazy dog"],
+                0x9747_b28c
+            ),
+            0x2fa8_26cd
+        );
+        // Streaming across part boundaries gives the same value as one slice.
+        assert_eq!(murmur3_32(&[b"Hel", b"lo, w", b"orld!"], 1234), 0xfaf6_cdb3);
+    }
+
+    #[test]
+    fn fnv_known_vectors() {
+        // FNV-1a 32 of "a" and "foobar" (published test vectors).
+        assert_eq!(fnv1a32_chars(FNV_OFFSET, "a"), 0xe40c_292c);
+        assert_eq!(fnv1a32_chars(FNV_OFFSET, "foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn neg_ln_matches_std_closely() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..100_000 {
+            x = mix64(x.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            let u = to_unit_open_zero(x);
+            let ours = neg_ln_unit(u);
+            let std = -u.ln();
+            assert!(
+                (ours - std).abs() <= 1e-9 * std.max(1e-300) + 1e-15,
+                "u={u} ours={ours} std={std}"
+            );
+        }
+        assert_eq!(neg_ln_unit(1.0), 0.0);
+        assert!(neg_ln_unit(0.0).is_infinite());
+        assert!(neg_ln_unit(f64::NAN).is_infinite());
+    }
+
+    #[test]
+    fn unit_maps_into_half_open_interval() {
+        assert_eq!(to_unit(0), 0.0);
+        assert!(to_unit(u64::MAX) < 1.0);
+        assert!(to_unit_open_zero(0) > 0.0);
+        assert_eq!(to_unit_open_zero(u64::MAX), 1.0);
+    }
+}

@@ -1,0 +1,49 @@
+//! # modelgate
+//!
+//! Split traffic between model versions safely, watch each version's quality and its input
+//! distribution, and retrain, evaluate and promote models: from one crate embedded in a Rust
+//! serving process, plus a sidecar.
+//!
+//! ## Architecture
+//!
+//! ```text
+//!  serving process                                sidecar (`modelgate serve`)
+//!  request ─► route::Router::route(key)  ─────►   ingest, drift, lifecycle
+//!             (compiled config, one swap)  reports
+//! ```
+//!
+//! Modules, each with one job:
+//!
+//! * [`hash`]: stable hashes for assignment (native xxh3, GrowthBook- and Unleash-compatible).
+//! * [`route`]: experiment configs, strategies, namespaces, compiled tables and the
+//!   [`route::Router`].
+//!
+//! ## Getting started
+//!
+//! ```
+//! use modelgate::route::Router;
+//!
+//! let router = Router::from_toml(r#"
+//!     [[experiments]]
+//!     name = "ranker"
+//!     strategy = "canary"
+//!     percent = 5
+//!     [[experiments.variants]]
+//!     name = "production"
+//!     model = "ranker@3"
+//!     [[experiments.variants]]
+//!     name = "candidate"
+//!     model = "ranker@4"
+//! "#)?;
+//! let ranker = router.experiment("ranker").expect("configured above");
+//! // Resolve names once; on each request, route by key: no allocation, no lock.
+//! let assignment = router.route(ranker, "user-1234");
+//! assert!(assignment.variant.is_some());
+//! # Ok::<(), modelgate::route::ConfigError>(())
+//! ```
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod hash;
+pub mod route;

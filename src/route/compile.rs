@@ -1,0 +1,925 @@
+//! Validation and compilation of an experiments config into immutable routing tables.
+//!
+//! Everything that can be decided once is decided here: names become ids, salts become
+//! seeds, weights become ranges or reciprocal weights, times become milliseconds. The request
+//! path then only hashes the key and reads these tables.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::config::{ExperimentConfig, RouterConfig};
+use super::registry::NameRegistry;
+use super::time::{Clock, parse_rfc3339_ms};
+use super::{Assignment, ConfigError, ExperimentId, Reason, VariantId};
+use crate::hash;
+
+/// Which family of hash functions an experiment uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashScheme {
+    /// modelgate's native scheme: xxh3 with independent exposure and arm hashes.
+    Xxh3,
+    /// Bit-exact with GrowthBook's SDKs (hash version 2).
+    GrowthBook,
+    /// Bit-exact with Unleash's variant assignment and gradual rollout.
+    Unleash,
+}
+
+impl HashScheme {
+    /// The name used in configs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashScheme::Xxh3 => "xxh3",
+            HashScheme::GrowthBook => "growthbook",
+            HashScheme::Unleash => "unleash",
+        }
+    }
+}
+
+/// How traffic is split between variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyKind {
+    /// Fixed weights over any number of variants.
+    Ab,
+    /// All traffic to one variant.
+    Immediate,
+    /// A fixed small percent to the candidate.
+    Canary,
+    /// The candidate's percent follows a schedule.
+    Gradual,
+}
+
+impl StrategyKind {
+    /// The name used in configs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Ab => "ab",
+            StrategyKind::Immediate => "immediate",
+            StrategyKind::Canary => "canary",
+            StrategyKind::Gradual => "gradual",
+        }
+    }
+}
+
+/// A compiled variant.
+#[derive(Debug, Clone)]
+pub struct CompiledVariant {
+    name: Box<str>,
+    id: VariantId,
+    model: Option<Box<str>>,
+    /// Seed of this variant's score in the native scheme (derived from its name, so that the
+    /// order of variants in the file does not matter).
+    seed: u64,
+}
+
+impl CompiledVariant {
+    /// The variant's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The variant's id, stable for the router's lifetime.
+    #[must_use]
+    pub fn id(&self) -> VariantId {
+        self.id
+    }
+    /// The model reference, when the config gives one.
+    #[must_use]
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Split {
+    /// Weights that do not change with time (`ab`, `immediate`, `canary`).
+    Static(Weights),
+    /// `gradual`: the candidate's percent from each time on (sorted by time).
+    Gradual {
+        baseline: usize,
+        candidate: usize,
+        steps: Box<[(i64, f64)]>,
+    },
+}
+
+/// Weights prepared for each scheme.
+#[derive(Debug, Clone)]
+enum Weights {
+    /// Native: reciprocal weights (0 for a weight of 0: never chosen).
+    Native(Box<[f64]>),
+    /// GrowthBook: `[start, end)` ranges as `getBucketRanges` builds them.
+    GrowthBook(Box<[(f64, f64)]>),
+    /// Unleash: integer weights out of their sum.
+    Unleash { weights: Box<[u32]>, total: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct CompiledNamespace {
+    name: Box<str>,
+    /// Native seed, or GrowthBook's `"__" + name` text.
+    seed: u64,
+    growthbook_seed: Box<str>,
+    start: f64,
+    end: f64,
+}
+
+/// One experiment, compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledExperiment {
+    name: Box<str>,
+    id: ExperimentId,
+    salt: Box<str>,
+    scheme: HashScheme,
+    strategy: StrategyKind,
+    coverage: f64,
+    exposure_seed: u64,
+    arm_seed: u64,
+    unleash_rollout: u32,
+    namespace: Option<CompiledNamespace>,
+    variants: Box<[CompiledVariant]>,
+    split: Split,
+    /// `(xxh3 of key, key, variant index)`, sorted by hash.
+    overrides: Box<[(u64, Box<str>, usize)]>,
+}
+
+/// A whole config, compiled: what a route call reads.
+#[derive(Debug)]
+pub struct CompiledConfig {
+    experiments: Box<[CompiledExperiment]>,
+    /// `ExperimentId` → index into `experiments`, `u32::MAX` when absent.
+    by_id: Box<[u32]>,
+    source: RouterConfig,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl CompiledConfig {
+    /// Validates and compiles `config`, giving names stable ids from `registry`.
+    pub(crate) fn compile(
+        config: RouterConfig,
+        registry: &mut NameRegistry,
+    ) -> Result<Self, ConfigError> {
+        let mut seen = HashSet::new();
+        for (i, e) in config.experiments.iter().enumerate() {
+            if e.name.trim().is_empty() {
+                return Err(ConfigError::field(
+                    &format!("#{}", i + 1),
+                    "name",
+                    "must not be empty",
+                ));
+            }
+            if !seen.insert(e.name.as_str()) {
+                return Err(ConfigError::DuplicateExperiment {
+                    experiment: e.name.clone(),
+                });
+            }
+        }
+        check_namespaces(&config)?;
+        let mut experiments = Vec::with_capacity(config.experiments.len());
+        for e in &config.experiments {
+            experiments.push(compile_experiment(e, registry)?);
+        }
+        let mut by_id = vec![ABSENT; registry.experiment_count()];
+        for (i, e) in experiments.iter().enumerate() {
+            by_id[e.id.0 as usize] = i as u32;
+        }
+        Ok(CompiledConfig {
+            experiments: experiments.into(),
+            by_id: by_id.into(),
+            source: config,
+        })
+    }
+
+    /// The experiments, in config order.
+    #[must_use]
+    pub fn experiments(&self) -> &[CompiledExperiment] {
+        &self.experiments
+    }
+
+    /// The experiment with this id, if the config has it.
+    #[inline]
+    #[must_use]
+    pub fn experiment(&self, id: ExperimentId) -> Option<&CompiledExperiment> {
+        let index = *self.by_id.get(id.0 as usize)?;
+        self.experiments.get(index as usize)
+    }
+
+    /// The experiment with this name (a linear scan: not for the request path).
+    #[must_use]
+    pub fn experiment_by_name(&self, name: &str) -> Option<&CompiledExperiment> {
+        self.experiments.iter().find(|e| &*e.name == name)
+    }
+
+    /// The config this was compiled from.
+    #[must_use]
+    pub fn source(&self) -> &RouterConfig {
+        &self.source
+    }
+}
+
+impl CompiledExperiment {
+    /// The experiment's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The experiment's id, stable for the router's lifetime.
+    #[must_use]
+    pub fn id(&self) -> ExperimentId {
+        self.id
+    }
+    /// The hash scheme.
+    #[must_use]
+    pub fn scheme(&self) -> HashScheme {
+        self.scheme
+    }
+    /// The strategy.
+    #[must_use]
+    pub fn strategy(&self) -> StrategyKind {
+        self.strategy
+    }
+    /// The salt (hash seed text).
+    #[must_use]
+    pub fn salt(&self) -> &str {
+        &self.salt
+    }
+    /// The variants, in config order.
+    #[must_use]
+    pub fn variants(&self) -> &[CompiledVariant] {
+        &self.variants
+    }
+    /// The variant with this id, if it belongs to this experiment.
+    #[must_use]
+    pub fn variant(&self, id: VariantId) -> Option<&CompiledVariant> {
+        self.variants.iter().find(|v| v.id == id)
+    }
+
+    /// The candidate's current percent for `canary` and `gradual` experiments.
+    #[must_use]
+    pub fn candidate_percent(&self, clock: &dyn Clock) -> Option<f64> {
+        match (&self.split, self.strategy) {
+            (Split::Gradual { steps, .. }, _) => Some(gradual_percent(steps, clock.now_unix_ms())),
+            (Split::Static(w), StrategyKind::Canary) => Some(match w {
+                Weights::Native(inv) => {
+                    let (a, b) = (recip(inv[0]), recip(inv[1]));
+                    100.0 * b / (a + b)
+                }
+                Weights::GrowthBook(r) => {
+                    100.0 * (r[1].1 - r[1].0) / self.coverage.max(f64::MIN_POSITIVE)
+                }
+                Weights::Unleash { weights, total } => {
+                    100.0 * f64::from(weights[1]) / f64::from((*total).max(1))
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    /// Assigns `key`. Allocates nothing and takes no lock; reads `clock` only for `gradual`.
+    #[inline]
+    pub fn assign(&self, key: &str, clock: &dyn Clock) -> Assignment {
+        let forced = self.forced_variant(key);
+        let out = |variant: Option<usize>, bucket: f64, reason: Reason| Assignment {
+            experiment: self.id,
+            variant: variant.and_then(|i| self.variants.get(i)).map(|v| v.id),
+            bucket,
+            reason,
+        };
+        match self.scheme {
+            HashScheme::Xxh3 => {
+                let arm_hash = hash::xxh3(key.as_bytes(), self.arm_seed);
+                let bucket = hash::to_unit(arm_hash);
+                if let Some(i) = forced {
+                    return out(Some(i), bucket, Reason::Override);
+                }
+                if let Some(ns) = &self.namespace {
+                    let u = hash::unit_xxh3(key.as_bytes(), ns.seed);
+                    if !(ns.start <= u && u < ns.end) {
+                        return out(None, bucket, Reason::OutsideNamespace);
+                    }
+                }
+                if self.coverage < 1.0
+                    && hash::unit_xxh3(key.as_bytes(), self.exposure_seed) >= self.coverage
+                {
+                    return out(None, bucket, Reason::NotCovered);
+                }
+                let chosen = match &self.split {
+                    Split::Static(Weights::Native(inv)) => {
+                        native_choose(arm_hash, &self.variants, inv)
+                    }
+                    Split::Gradual {
+                        baseline,
+                        candidate,
+                        steps,
+                    } => {
+                        let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
+                        let mut inv = [0.0; 2];
+                        inv[0] = recip(1.0 - p);
+                        inv[1] = recip(p);
+                        let pair = [*baseline, *candidate];
+                        native_choose_pair(arm_hash, &self.variants, pair, inv)
+                    }
+                    _ => None,
+                };
+                match chosen {
+                    Some(i) => out(Some(i), bucket, Reason::Assigned),
+                    None => out(None, bucket, Reason::NotCovered),
+                }
+            }
+            HashScheme::GrowthBook => {
+                let n = hash::growthbook_hash_v2(&self.salt, key);
+                if let Some(i) = forced {
+                    return out(Some(i), n, Reason::Override);
+                }
+                if key.is_empty() {
+                    return out(None, n, Reason::EmptyKey);
+                }
+                if let Some(ns) = &self.namespace {
+                    let u = hash::growthbook_hash_v1(key, &ns.growthbook_seed);
+                    if !(ns.start <= u && u < ns.end) {
+                        return out(None, n, Reason::OutsideNamespace);
+                    }
+                }
+                let chosen = match &self.split {
+                    Split::Static(Weights::GrowthBook(ranges)) => {
+                        ranges.iter().position(|&(s, e)| s <= n && n < e)
+                    }
+                    Split::Gradual {
+                        baseline,
+                        candidate,
+                        steps,
+                    } => {
+                        let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
+                        let ranges = growthbook_ranges(&[1.0 - p, p], self.coverage);
+                        ranges
+                            .iter()
+                            .position(|&(s, e)| s <= n && n < e)
+                            .map(|j| if j == 0 { *baseline } else { *candidate })
+                    }
+                    _ => None,
+                };
+                match chosen {
+                    Some(i) => out(Some(i), n, Reason::Assigned),
+                    None => out(None, n, Reason::NotCovered),
+                }
+            }
+            HashScheme::Unleash => {
+                if let Some(i) = forced {
+                    return out(Some(i), 0.0, Reason::Override);
+                }
+                if let Some(ns) = &self.namespace {
+                    let u = hash::unit_xxh3(key.as_bytes(), ns.seed);
+                    if !(ns.start <= u && u < ns.end) {
+                        return out(None, 0.0, Reason::OutsideNamespace);
+                    }
+                }
+                let rollout = hash::unleash_normalized(&self.salt, key, 0, 100);
+                let bucket = f64::from(rollout - 1) / 100.0;
+                if rollout > self.unleash_rollout {
+                    return out(None, bucket, Reason::NotCovered);
+                }
+                let chosen = match &self.split {
+                    Split::Static(Weights::Unleash { weights, total }) => {
+                        unleash_choose(&self.salt, key, weights, *total)
+                    }
+                    Split::Gradual {
+                        baseline,
+                        candidate,
+                        steps,
+                    } => {
+                        let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
+                        let w = [unleash_weight(1.0 - p), unleash_weight(p)];
+                        let total = w[0] + w[1];
+                        unleash_choose(&self.salt, key, &w, total)
+                            .map(|j| if j == 0 { *baseline } else { *candidate })
+                    }
+                    _ => None,
+                };
+                match chosen {
+                    Some(i) => out(Some(i), bucket, Reason::Assigned),
+                    None => out(None, bucket, Reason::NotCovered),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn forced_variant(&self, key: &str) -> Option<usize> {
+        if self.overrides.is_empty() {
+            return None;
+        }
+        let h = hash::xxh3(key.as_bytes(), hash::PURPOSE_OVERRIDE);
+        let start = self.overrides.partition_point(|(oh, _, _)| *oh < h);
+        self.overrides[start..]
+            .iter()
+            .take_while(|(oh, _, _)| *oh == h)
+            .find(|(_, k, _)| &**k == key)
+            .map(|(_, _, i)| *i)
+    }
+}
+
+#[inline]
+fn recip(w: f64) -> f64 {
+    if w > 0.0 { 1.0 / w } else { 0.0 }
+}
+
+/// Weighted rendezvous: each variant scores `-ln(u_i) / w_i` with `u_i` a per-variant uniform
+/// derived from the key's arm hash and the variant's name seed; the lowest score wins. The
+/// probability of variant `i` is exactly `w_i / Σw`, and a variant's keys never move to
+/// another variant when its own weight rises or another variant's weight falls or is removed.
+#[inline]
+fn native_choose(
+    arm_hash: u64,
+    variants: &[CompiledVariant],
+    inv_weights: &[f64],
+) -> Option<usize> {
+    let mut best = None;
+    let mut best_score = f64::INFINITY;
+    for (i, (v, &inv)) in variants.iter().zip(inv_weights).enumerate() {
+        if inv == 0.0 {
+            continue;
+        }
+        let score =
+            hash::neg_ln_unit(hash::to_unit_open_zero(hash::mix64(arm_hash ^ v.seed))) * inv;
+        if score < best_score || best.is_none() {
+            best_score = score;
+            best = Some(i);
+        }
+    }
+    best
+}
+
+#[inline]
+fn native_choose_pair(
+    arm_hash: u64,
+    variants: &[CompiledVariant],
+    pair: [usize; 2],
+    inv: [f64; 2],
+) -> Option<usize> {
+    let mut best = None;
+    let mut best_score = f64::INFINITY;
+    for (&i, &inv) in pair.iter().zip(&inv) {
+        let Some(v) = variants.get(i) else { continue };
+        if inv == 0.0 {
+            continue;
+        }
+        let score =
+            hash::neg_ln_unit(hash::to_unit_open_zero(hash::mix64(arm_hash ^ v.seed))) * inv;
+        if score < best_score || best.is_none() {
+            best_score = score;
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// GrowthBook's `getBucketRanges`, with the same floating-point operations in the same order.
+fn growthbook_ranges(weights: &[f64], coverage: f64) -> [(f64, f64); 2] {
+    let mut out = [(0.0, 0.0); 2];
+    let mut cumulative = 0.0;
+    for (slot, &w) in out.iter_mut().zip(weights) {
+        let start = cumulative;
+        cumulative += w;
+        *slot = (start, start + coverage * w);
+    }
+    out
+}
+
+fn unleash_weight(fraction: f64) -> u32 {
+    (fraction * 1000.0).round().clamp(0.0, 1000.0) as u32
+}
+
+/// Unleash's selection: `target = murmur3("{group}:{key}", 86028157) % total + 1`, then the
+/// first variant whose cumulative weight reaches `target`.
+fn unleash_choose(group: &str, key: &str, weights: &[u32], total: u32) -> Option<usize> {
+    if total == 0 {
+        return None;
+    }
+    let target = hash::unleash_normalized(group, key, hash::UNLEASH_VARIANT_SEED, total);
+    let mut counter = 0u32;
+    for (i, &w) in weights.iter().enumerate() {
+        if w == 0 {
+            continue;
+        }
+        counter += w;
+        if counter >= target {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn gradual_percent(steps: &[(i64, f64)], now_ms: i64) -> f64 {
+    let passed = steps.partition_point(|&(at, _)| at <= now_ms);
+    if passed == 0 {
+        0.0
+    } else {
+        steps[passed - 1].1
+    }
+}
+
+fn check_namespaces(config: &RouterConfig) -> Result<(), ConfigError> {
+    let mut by_namespace: BTreeMap<&str, Vec<(f64, f64, &str)>> = BTreeMap::new();
+    for e in &config.experiments {
+        if let Some(ns) = &e.namespace
+            && ns.start.is_finite()
+            && ns.end.is_finite()
+            && ns.start < ns.end
+        {
+            by_namespace.entry(ns.name.as_str()).or_default().push((
+                ns.start,
+                ns.end,
+                e.name.as_str(),
+            ));
+        }
+    }
+    for (namespace, mut ranges) in by_namespace {
+        ranges.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in ranges.windows(2) {
+            if pair[0].1 > pair[1].0 {
+                return Err(ConfigError::NamespaceOverlap {
+                    namespace: namespace.to_owned(),
+                    first: pair[0].2.to_owned(),
+                    second: pair[1].2.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_unit(exp: &str, field: &str, value: f64) -> Result<f64, ConfigError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::field(
+            exp,
+            field,
+            format!("must be a number in [0, 1], got {value}"),
+        ))
+    }
+}
+
+fn check_percent(exp: &str, field: &str, value: f64) -> Result<f64, ConfigError> {
+    if value.is_finite() && (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::field(
+            exp,
+            field,
+            format!("must be a percent in [0, 100], got {value}"),
+        ))
+    }
+}
+
+fn compile_experiment(
+    e: &ExperimentConfig,
+    registry: &mut NameRegistry,
+) -> Result<CompiledExperiment, ConfigError> {
+    let exp = e.name.as_str();
+    let scheme = match e.hash.as_deref().unwrap_or("xxh3") {
+        "xxh3" => HashScheme::Xxh3,
+        "growthbook" => HashScheme::GrowthBook,
+        "unleash" => HashScheme::Unleash,
+        other => {
+            return Err(ConfigError::field(
+                exp,
+                "hash",
+                format!("unknown hash `{other}`: use \"xxh3\", \"growthbook\" or \"unleash\""),
+            ));
+        }
+    };
+    let strategy = match e.strategy.as_deref().unwrap_or("ab") {
+        "ab" => StrategyKind::Ab,
+        "immediate" => StrategyKind::Immediate,
+        "canary" => StrategyKind::Canary,
+        "gradual" => StrategyKind::Gradual,
+        other => {
+            return Err(ConfigError::field(
+                exp,
+                "strategy",
+                format!(
+                    "unknown strategy `{other}`: use \"ab\", \"immediate\", \"canary\" or \"gradual\""
+                ),
+            ));
+        }
+    };
+    let salt = e.salt.clone().unwrap_or_else(|| e.name.clone());
+    if salt.is_empty() {
+        return Err(ConfigError::field(
+            exp,
+            "salt",
+            "must not be empty (leave it out to use the name)",
+        ));
+    }
+    let coverage = check_unit(exp, "coverage", e.coverage.unwrap_or(1.0))?;
+    let namespace = match &e.namespace {
+        None => None,
+        Some(ns) => {
+            if ns.name.is_empty() {
+                return Err(ConfigError::field(
+                    exp,
+                    "namespace.name",
+                    "must not be empty",
+                ));
+            }
+            let start = check_unit(exp, "namespace.start", ns.start)?;
+            let end = check_unit(exp, "namespace.end", ns.end)?;
+            if start > end {
+                return Err(ConfigError::field(
+                    exp,
+                    "namespace",
+                    format!("start {start} is after end {end}"),
+                ));
+            }
+            Some(CompiledNamespace {
+                name: ns.name.as_str().into(),
+                seed: hash::derive_seed(&ns.name, hash::PURPOSE_NAMESPACE),
+                growthbook_seed: format!("__{}", ns.name).into(),
+                start,
+                end,
+            })
+        }
+    };
+
+    // Variants.
+    if e.variants.is_empty() {
+        return Err(ConfigError::field(
+            exp,
+            "variants",
+            "at least one variant is required",
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, v) in e.variants.iter().enumerate() {
+        if v.name.is_empty() {
+            return Err(ConfigError::field(
+                exp,
+                format!("variants[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if !names.insert(v.name.as_str()) {
+            return Err(ConfigError::field(
+                exp,
+                format!("variants[{i}].name"),
+                format!("variant `{}` is listed twice", v.name),
+            ));
+        }
+        if let Some(w) = v.weight {
+            if strategy != StrategyKind::Ab {
+                return Err(ConfigError::field(
+                    exp,
+                    format!("variants[{i}].weight"),
+                    format!(
+                        "weights are only used by the `ab` strategy; `{}` does not take them",
+                        strategy.as_str()
+                    ),
+                ));
+            }
+            if !w.is_finite() || w < 0.0 {
+                return Err(ConfigError::field(
+                    exp,
+                    format!("variants[{i}].weight"),
+                    format!("must be a finite number >= 0, got {w}"),
+                ));
+            }
+        }
+    }
+    let index_of = |field: &str, name: &str| -> Result<usize, ConfigError> {
+        e.variants
+            .iter()
+            .position(|v| v.name == name)
+            .ok_or_else(|| ConfigError::field(exp, field, format!("no variant named `{name}`")))
+    };
+    let reject_unused = |present: bool, field: &str, used_by: &str| -> Result<(), ConfigError> {
+        if present {
+            Err(ConfigError::field(
+                exp,
+                field,
+                format!(
+                    "only used by the {used_by} strategy, not `{}`",
+                    strategy.as_str()
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if strategy != StrategyKind::Canary {
+        reject_unused(e.percent.is_some(), "percent", "`canary`")?;
+    }
+    if !matches!(strategy, StrategyKind::Canary | StrategyKind::Gradual) {
+        reject_unused(e.candidate.is_some(), "candidate", "`canary` or `gradual`")?;
+    }
+    if strategy != StrategyKind::Immediate {
+        reject_unused(e.target.is_some(), "target", "`immediate`")?;
+    }
+    if strategy != StrategyKind::Gradual {
+        reject_unused(!e.schedule.is_empty(), "schedule", "`gradual`")?;
+    }
+
+    // The weight of each variant, as fractions (ab: normalised for native and unleash; as given
+    // for GrowthBook, whose semantics we reproduce).
+    let n = e.variants.len();
+    let two_arms = |e: &ExperimentConfig| -> Result<(usize, usize), ConfigError> {
+        if n != 2 {
+            return Err(ConfigError::field(
+                exp,
+                "variants",
+                format!(
+                    "`{}` needs exactly two variants (baseline and candidate), got {n}",
+                    strategy.as_str()
+                ),
+            ));
+        }
+        let candidate = match &e.candidate {
+            Some(name) => index_of("candidate", name)?,
+            None => 1,
+        };
+        Ok((1 - candidate, candidate))
+    };
+    let mut gradual = None;
+    let fractions: Vec<f64> = match strategy {
+        StrategyKind::Ab => {
+            if n < 2 && scheme == HashScheme::GrowthBook {
+                return Err(ConfigError::field(
+                    exp,
+                    "variants",
+                    "GrowthBook needs at least two variants",
+                ));
+            }
+            let given = e.variants.iter().filter(|v| v.weight.is_some()).count();
+            if given == 0 {
+                vec![1.0 / n as f64; n]
+            } else if given < n {
+                return Err(ConfigError::field(
+                    exp,
+                    "variants",
+                    "give a weight to every variant or to none (none means equal weights)",
+                ));
+            } else {
+                let w: Vec<f64> = e.variants.iter().map(|v| v.weight.unwrap_or(0.0)).collect();
+                let sum: f64 = w.iter().sum();
+                if !(sum > 0.0) || !sum.is_finite() {
+                    return Err(ConfigError::field(
+                        exp,
+                        "variants",
+                        "weights must not all be zero",
+                    ));
+                }
+                if scheme == HashScheme::GrowthBook {
+                    if !(0.99..=1.01).contains(&sum) {
+                        return Err(ConfigError::field(
+                            exp,
+                            "variants",
+                            format!(
+                                "GrowthBook weights must sum to 1 (within 0.01), got {sum}; GrowthBook would silently use equal weights"
+                            ),
+                        ));
+                    }
+                    w
+                } else {
+                    w.iter().map(|x| x / sum).collect()
+                }
+            }
+        }
+        StrategyKind::Immediate => {
+            let target = match &e.target {
+                Some(name) => index_of("target", name)?,
+                None if n == 1 => 0,
+                None => {
+                    return Err(ConfigError::field(
+                        exp,
+                        "target",
+                        "name the variant that receives all traffic",
+                    ));
+                }
+            };
+            (0..n)
+                .map(|i| if i == target { 1.0 } else { 0.0 })
+                .collect()
+        }
+        StrategyKind::Canary => {
+            let (baseline, candidate) = two_arms(e)?;
+            let Some(p) = e.percent else {
+                return Err(ConfigError::field(
+                    exp,
+                    "percent",
+                    "`canary` needs the candidate's percent, e.g. percent = 5",
+                ));
+            };
+            let p = check_percent(exp, "percent", p)? / 100.0;
+            let mut w = vec![0.0; 2];
+            w[baseline] = 1.0 - p;
+            w[candidate] = p;
+            w
+        }
+        StrategyKind::Gradual => {
+            let (baseline, candidate) = two_arms(e)?;
+            if e.schedule.is_empty() {
+                return Err(ConfigError::field(
+                    exp,
+                    "schedule",
+                    "`gradual` needs at least one step, e.g. [{ at = \"2026-12-01T09:00:00Z\", percent = 5 }]",
+                ));
+            }
+            let mut steps = Vec::with_capacity(e.schedule.len());
+            for (i, step) in e.schedule.iter().enumerate() {
+                let at = parse_rfc3339_ms(&step.at.to_text())
+                    .map_err(|m| ConfigError::field(exp, format!("schedule[{i}].at"), m))?;
+                let percent = check_percent(exp, &format!("schedule[{i}].percent"), step.percent)?;
+                if let Some(&(prev, _)) = steps.last()
+                    && at <= prev
+                {
+                    return Err(ConfigError::field(
+                        exp,
+                        format!("schedule[{i}].at"),
+                        "steps must be in strictly increasing time order",
+                    ));
+                }
+                steps.push((at, percent));
+            }
+            gradual = Some(Split::Gradual {
+                baseline,
+                candidate,
+                steps: steps.into(),
+            });
+            Vec::new()
+        }
+    };
+
+    let split = match gradual {
+        Some(g) => g,
+        None => Split::Static(match scheme {
+            HashScheme::Xxh3 => Weights::Native(fractions.iter().map(|&w| recip(w)).collect()),
+            HashScheme::GrowthBook => {
+                let mut cumulative = 0.0;
+                let ranges = fractions
+                    .iter()
+                    .map(|&w| {
+                        let start = cumulative;
+                        cumulative += w;
+                        (start, start + coverage * w)
+                    })
+                    .collect();
+                Weights::GrowthBook(ranges)
+            }
+            HashScheme::Unleash => {
+                let weights: Box<[u32]> = fractions.iter().map(|&w| unleash_weight(w)).collect();
+                let total = weights.iter().sum();
+                if total == 0 {
+                    return Err(ConfigError::field(
+                        exp,
+                        "variants",
+                        "every weight rounds to 0 out of 1000 for Unleash",
+                    ));
+                }
+                Weights::Unleash { weights, total }
+            }
+        }),
+    };
+
+    let id = registry.experiment(&e.name)?;
+    let mut variants = Vec::with_capacity(n);
+    for v in &e.variants {
+        variants.push(CompiledVariant {
+            name: v.name.as_str().into(),
+            id: registry.variant(id, &v.name)?,
+            model: v.model.as_deref().map(Into::into),
+            seed: hash::derive_seed(&v.name, hash::PURPOSE_VARIANT),
+        });
+    }
+    let mut overrides = Vec::with_capacity(e.overrides.len());
+    for (key, variant) in &e.overrides {
+        let index = index_of(&format!("overrides.\"{key}\""), variant)?;
+        overrides.push((
+            hash::xxh3(key.as_bytes(), hash::PURPOSE_OVERRIDE),
+            key.as_str().into(),
+            index,
+        ));
+    }
+    overrides.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(CompiledExperiment {
+        name: e.name.as_str().into(),
+        id,
+        exposure_seed: hash::derive_seed(&salt, hash::PURPOSE_EXPOSURE),
+        arm_seed: hash::derive_seed(&salt, hash::PURPOSE_ARM),
+        salt: salt.into(),
+        scheme,
+        strategy,
+        coverage,
+        unleash_rollout: (coverage * 100.0).round() as u32,
+        namespace,
+        variants: variants.into(),
+        split,
+        overrides: overrides.into(),
+    })
+}
+
+impl CompiledNamespace {
+    #[allow(dead_code)]
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
