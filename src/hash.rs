@@ -4,7 +4,7 @@
 //! value in every process, on every platform and in every version of modelgate. None of them
 //! allocates. Three families live here:
 //!
-//! * **native** ([`unit_xxh3`], [`derive_seed`], [`mix64`], [`neg_ln_unit`]): xxh3-64 of the
+//! * **native** ([`unit_xxh3`], [`derive_seed`], [`mix64`], [`log2_unit_fast`]): xxh3-64 of the
 //!   key's UTF-8 bytes with a 64-bit seed, mapped to `[0, 1)` by keeping the top 53 bits.
 //! * **GrowthBook** ([`growthbook_hash_v1`], [`growthbook_hash_v2`]): FNV-1a 32-bit as the
 //!   GrowthBook SDKs compute it.
@@ -62,63 +62,83 @@ pub fn xxh3(key: &[u8], seed: u64) -> u64 {
 #[inline]
 #[must_use]
 pub fn to_unit(h: u64) -> f64 {
-    (h >> 11) as f64 * UNIT
+    (h >> 11) as i64 as f64 * UNIT
 }
 
 /// Maps a 64-bit hash onto `(0, 1]` by its top 53 bits (never zero, so its logarithm is finite).
 #[inline]
 #[must_use]
 pub fn to_unit_open_zero(h: u64) -> f64 {
-    ((h >> 11) + 1) as f64 * UNIT
+    ((h >> 11) + 1) as i64 as f64 * UNIT
 }
 
-/// A 64-bit finaliser (the MurmurHash3 `fmix64` constants): a bijection whose output bits
-/// each depend on every input bit. Used to derive one independent-looking value per variant
-/// from a single key hash.
+/// A 64-bit mixer: the 128-bit product of `x` and an odd constant, folded by XOR of its
+/// halves (the "mum" step of wyhash). Used to derive one independent-looking value per
+/// variant from a single key hash; one multiplication.
 #[inline]
 #[must_use]
-pub fn mix64(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^= x >> 33;
-    x
+pub fn mix64(x: u64) -> u64 {
+    let product = u128::from(x ^ 0xa076_1d64_78bd_642f).wrapping_mul(0xe703_7ed1_a0b4_28db);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// `-ln(u)` for `u` in `(0, 1]`, computed with basic IEEE-754 operations only.
+/// Entries of the `log2` table: `log2(1 + i / 256)` for `i` in `0..=256`.
+const LOG2_TABLE_BITS: u32 = 8;
+const LOG2_TABLE: [f64; (1 << LOG2_TABLE_BITS) + 1] = build_log2_table();
+
+const fn build_log2_table() -> [f64; (1 << LOG2_TABLE_BITS) + 1] {
+    let mut table = [0.0; (1 << LOG2_TABLE_BITS) + 1];
+    let mut i = 0;
+    while i < table.len() {
+        let m = 1.0 + i as f64 / (1u64 << LOG2_TABLE_BITS) as f64;
+        // ln(m) = 2 atanh(s), s = (m - 1) / (m + 1) <= 1/3: 14 odd terms reach 1e-17.
+        let s = (m - 1.0) / (m + 1.0);
+        let s2 = s * s;
+        let mut term = s;
+        let mut sum = 0.0;
+        let mut k = 0;
+        while k < 14 {
+            sum += term / (2 * k + 1) as f64;
+            term *= s2;
+            k += 1;
+        }
+        table[i] = 2.0 * sum / std::f64::consts::LN_2;
+        i += 1;
+    }
+    table
+}
+
+/// The unit value `u = 2 - (1 + (h >> 12) / 2^52)` in `(0, 1]` that [`log2_unit_fast`] takes
+/// the logarithm of (52-bit resolution, never zero).
+#[inline]
+#[must_use]
+pub fn unit_from_bits(h: u64) -> f64 {
+    // 1 + m / 2^52 in [1, 2), then 2 - that, which is exact (Sterbenz).
+    2.0 - f64::from_bits(ONE_BITS | (h >> 12))
+}
+
+const ONE_BITS: u64 = 0x3ff0_0000_0000_0000;
+
+/// A fast, deterministic `log2` of [`unit_from_bits`]`(h)`: the exponent plus a linear
+/// interpolation in a 257-entry table of `log2(1 + i/256)`, computed at compile time from a
+/// fixed series (not the platform's `log`, whose last bit varies between C libraries).
 ///
-/// The platform's `ln` may differ in the last bit between C libraries; assignment must not, so
-/// this uses a fixed sequence of additions, multiplications and one division (Rust never fuses
-/// them), which gives the same bits everywhere. Relative error below 1e-9, far below anything
-/// a share of traffic could reveal. Returns `+inf` for `u <= 0` and `0` for `u >= 1`.
+/// The result is at most 0 (0 only when `h >> 12` is 0) and never decreases as `u` grows
+/// (absolute error below 3e-6). Cost: bit operations, a table read and a few floating-point
+/// operations; no division and no integer-to-float conversion instruction (whose false
+/// dependency on its destination register would chain calls together).
 #[inline]
 #[must_use]
-pub fn neg_ln_unit(u: f64) -> f64 {
-    if u.is_nan() || u <= 0.0 {
-        return f64::INFINITY;
-    }
-    if u >= 1.0 {
-        return 0.0;
-    }
-    const LN2: f64 = std::f64::consts::LN_2;
-    const SQRT2: f64 = std::f64::consts::SQRT_2;
-    // Our inputs are at least 2^-53, so they are normal numbers: the exponent field is exact.
-    let bits = u.to_bits();
-    let mut exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    let mut mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    if mantissa > SQRT2 {
-        mantissa *= 0.5;
-        exponent += 1;
-    }
-    // ln(m) = 2 atanh(s) with s = (m - 1) / (m + 1), |s| <= 0.1716.
-    let s = (mantissa - 1.0) / (mantissa + 1.0);
-    let s2 = s * s;
-    let series = 1.0
-        + s2 * (1.0 / 3.0
-            + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0)))));
-    let ln_m = 2.0 * s * series;
-    -(exponent as f64 * LN2 + ln_m)
+pub fn log2_unit_fast(h: u64) -> f64 {
+    const MAGIC: u64 = 0x4330_0000_0000_0000; // 2^52: its low mantissa bits hold an integer
+    let bits = unit_from_bits(h).to_bits();
+    let biased_exponent = (bits >> 52) & 0x7ff;
+    let exponent = f64::from_bits(MAGIC | biased_exponent) - (4_503_599_627_370_496.0 + 1023.0);
+    let index = ((bits >> (52 - LOG2_TABLE_BITS)) & ((1 << LOG2_TABLE_BITS) - 1)) as usize;
+    let fraction =
+        f64::from_bits(ONE_BITS | ((bits << LOG2_TABLE_BITS) & 0x000f_ffff_ffff_ffff)) - 1.0;
+    let (lo, hi) = (LOG2_TABLE[index], LOG2_TABLE[index + 1]);
+    exponent + lo + fraction * (hi - lo)
 }
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
@@ -250,21 +270,31 @@ mod tests {
     }
 
     #[test]
-    fn neg_ln_matches_std_closely() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        for _ in 0..100_000 {
+    fn fast_log2_is_close_and_monotone() {
+        let mut x = 0x0bad_cafe_dead_beefu64;
+        for _ in 0..200_000 {
             x = mix64(x.wrapping_add(0x9e37_79b9_7f4a_7c15));
-            let u = to_unit_open_zero(x);
-            let ours = neg_ln_unit(u);
-            let std = -u.ln();
+            let exact = unit_from_bits(x).log2();
+            let fast = log2_unit_fast(x);
             assert!(
-                (ours - std).abs() <= 1e-9 * std.max(1e-300) + 1e-15,
-                "u={u} ours={ours} std={std}"
+                (exact - fast).abs() < 3e-6,
+                "h={x:#x} exact={exact} fast={fast}"
             );
+            assert!(fast <= 0.0);
         }
-        assert_eq!(neg_ln_unit(1.0), 0.0);
-        assert!(neg_ln_unit(0.0).is_infinite());
-        assert!(neg_ln_unit(f64::NAN).is_infinite());
+        assert_eq!(log2_unit_fast(0), 0.0);
+        assert_eq!(log2_unit_fast(u64::MAX), -52.0);
+        assert_eq!(unit_from_bits(0), 1.0);
+        assert_eq!(unit_from_bits(u64::MAX), 2f64.powi(-52));
+        // Monotone across table cells and exponents.
+        let mut prev = f64::NEG_INFINITY;
+        for step in (0..5000u64).rev() {
+            // Decreasing h means increasing u.
+            let h = step * (u64::MAX / 5000);
+            let v = log2_unit_fast(h);
+            assert!(v >= prev, "not monotone at {h:#x}");
+            prev = v;
+        }
     }
 
     #[test]

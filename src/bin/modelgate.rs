@@ -1,1 +1,211 @@
-fn main() {}
+//! The `modelgate` command line.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use modelgate::route::{Assignment, CompiledExperiment, Router};
+
+/// Route traffic between model versions, watch drift and quality, retrain and promote.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the variant a key gets in every experiment of a config.
+    Route {
+        /// Experiments config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The key to route (user id, session id, request id).
+        #[arg(
+            long,
+            required_unless_present = "keys_from",
+            conflicts_with = "keys_from"
+        )]
+        key: Option<String>,
+        /// Route every line of this file as a key (`-` for standard input).
+        #[arg(long)]
+        keys_from: Option<PathBuf>,
+        /// One JSON object per experiment and key, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what modelgate does on embedded defaults.
+    Demo {
+        /// How many synthetic keys to route.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+    },
+}
+
+/// Exit code for bad input (config, keys file).
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Route {
+            config,
+            key,
+            keys_from,
+            json,
+        } => route(&config, key.as_deref(), keys_from.as_deref(), json),
+        Command::Demo { keys } => demo(keys),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("modelgate: {message}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn load_router(path: &Path) -> Result<Router, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Router::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn route(
+    config: &Path,
+    key: Option<&str>,
+    keys_from: Option<&Path>,
+    json: bool,
+) -> Result<(), String> {
+    let router = load_router(config)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut emit = |key: &str| -> Result<(), String> {
+        let mut result = Ok(());
+        router.route_all(key, |experiment, assignment| {
+            if result.is_ok() {
+                result = print_assignment(&mut out, &router, experiment, key, assignment, json);
+            }
+        });
+        result
+    };
+    match (key, keys_from) {
+        (Some(key), _) => emit(key)?,
+        (None, Some(path)) => {
+            let reader: Box<dyn BufRead> = if path == Path::new("-") {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                Box::new(std::io::BufReader::new(file))
+            };
+            for (number, line) in reader.lines().enumerate() {
+                let line =
+                    line.map_err(|e| format!("{}: line {}: {e}", path.display(), number + 1))?;
+                emit(line.strip_suffix('\r').unwrap_or(&line))?;
+            }
+        }
+        (None, None) => return Err("give --key KEY or --keys-from FILE".into()),
+    }
+    out.flush().map_err(|e| format!("cannot write output: {e}"))
+}
+
+fn print_assignment(
+    out: &mut impl Write,
+    router: &Router,
+    experiment: &CompiledExperiment,
+    key: &str,
+    assignment: Assignment,
+    json: bool,
+) -> Result<(), String> {
+    let variant = assignment.variant.and_then(|id| experiment.variant(id));
+    let line = if json {
+        serde_json::json!({
+            "key": key,
+            "experiment": experiment.name(),
+            "variant": variant.map(|v| v.name()),
+            "model": variant.and_then(|v| v.model()),
+            "in_experiment": assignment.in_experiment(),
+            "bucket": assignment.bucket,
+            "reason": assignment.reason.as_str(),
+            "hash": experiment.scheme().as_str(),
+            "strategy": experiment.strategy().as_str(),
+        })
+        .to_string()
+    } else {
+        let percent = experiment
+            .candidate_percent(router.clock())
+            .map(|p| format!(", candidate at {p}%"))
+            .unwrap_or_default();
+        format!(
+            "{}\t{}\t{}\tbucket={:.6}\t{}{}",
+            key,
+            experiment.name(),
+            variant.map_or("-", |v| v.name()),
+            assignment.bucket,
+            assignment.reason.as_str(),
+            percent
+        )
+    };
+    writeln!(out, "{line}").map_err(|e| format!("cannot write output: {e}"))
+}
+
+const DEMO_CONFIG: &str = include_str!("../../examples/experiments.toml");
+
+fn demo(keys: u64) -> Result<(), String> {
+    println!(
+        "modelgate demo: the router on the embedded example config (examples/experiments.toml)."
+    );
+    println!(
+        "The full lifecycle demo (agents, sidecar, drift, retraining, rollout) is not built yet.\n"
+    );
+    let router =
+        Router::from_toml(DEMO_CONFIG).map_err(|e| format!("embedded example config: {e}"))?;
+    let config = router.current();
+    for experiment in config.experiments() {
+        let id = experiment.id();
+        let mut counts = vec![0u64; experiment.variants().len()];
+        let mut outside = 0u64;
+        let started = std::time::Instant::now();
+        let mut key = String::new();
+        for i in 0..keys {
+            key.clear();
+            use std::fmt::Write as _;
+            let _ = write!(key, "user-{i}");
+            match router
+                .route(id, &key)
+                .variant
+                .and_then(|v| experiment.variants().iter().position(|x| x.id() == v))
+            {
+                Some(index) => counts[index] += 1,
+                None => outside += 1,
+            }
+        }
+        let per_key = started.elapsed().as_nanos() as f64 / keys.max(1) as f64;
+        println!(
+            "{} ({} hash, {} strategy): {} keys, {:.1} ns per route",
+            experiment.name(),
+            experiment.scheme().as_str(),
+            experiment.strategy().as_str(),
+            keys,
+            per_key
+        );
+        for (variant, count) in experiment.variants().iter().zip(&counts) {
+            println!(
+                "  {:<12} {:>8} ({:.2}%)",
+                variant.name(),
+                count,
+                100.0 * *count as f64 / keys.max(1) as f64
+            );
+        }
+        println!(
+            "  {:<12} {:>8} ({:.2}%)",
+            "(none)",
+            outside,
+            100.0 * outside as f64 / keys.max(1) as f64
+        );
+    }
+    Ok(())
+}

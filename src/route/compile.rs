@@ -61,15 +61,20 @@ impl StrategyKind {
     }
 }
 
+/// One arm of the native rendezvous: a variant with a weight above zero.
+#[derive(Debug, Clone, Copy)]
+struct NativeArm {
+    seed: u64,
+    inv_weight: f64,
+    index: usize,
+}
+
 /// A compiled variant.
 #[derive(Debug, Clone)]
 pub struct CompiledVariant {
     name: Box<str>,
     id: VariantId,
     model: Option<Box<str>>,
-    /// Seed of this variant's score in the native scheme (derived from its name, so that the
-    /// order of variants in the file does not matter).
-    seed: u64,
 }
 
 impl CompiledVariant {
@@ -98,19 +103,28 @@ enum Split {
     Gradual {
         baseline: usize,
         candidate: usize,
-        steps: Box<[(i64, f64)]>,
+        steps: Box<[RampStep]>,
     },
 }
 
 /// Weights prepared for each scheme.
 #[derive(Debug, Clone)]
 enum Weights {
-    /// Native: reciprocal weights (0 for a weight of 0: never chosen).
-    Native(Box<[f64]>),
+    /// Native: the variants with a weight above 0, with their seeds and reciprocal weights.
+    Native(Box<[NativeArm]>),
     /// GrowthBook: `[start, end)` ranges as `getBucketRanges` builds them.
     GrowthBook(Box<[(f64, f64)]>),
     /// Unleash: integer weights out of their sum.
     Unleash { weights: Box<[u32]>, total: u32 },
+}
+
+/// A compiled ramp step: from `at` (Unix ms), the candidate has `percent`.
+#[derive(Debug, Clone, Copy)]
+struct RampStep {
+    at: i64,
+    percent: f64,
+    /// Native arms for this step: `[baseline, candidate]`.
+    arms: [NativeArm; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +167,9 @@ pub struct CompiledConfig {
 
 const ABSENT: u32 = u32::MAX;
 
+/// Most variants one experiment may have.
+pub const MAX_VARIANTS_PER_EXPERIMENT: usize = 256;
+
 impl CompiledConfig {
     /// Validates and compiles `config`, giving names stable ids from `registry`.
     pub(crate) fn compile(
@@ -175,10 +192,13 @@ impl CompiledConfig {
             }
         }
         check_namespaces(&config)?;
+        // Names get ids only when the whole config is valid.
+        let mut scratch = registry.clone();
         let mut experiments = Vec::with_capacity(config.experiments.len());
         for e in &config.experiments {
-            experiments.push(compile_experiment(e, registry)?);
+            experiments.push(compile_experiment(e, &mut scratch)?);
         }
+        *registry = scratch;
         let mut by_id = vec![ABSENT; registry.experiment_count()];
         for (i, e) in experiments.iter().enumerate() {
             by_id[e.id.0 as usize] = i as u32;
@@ -260,8 +280,13 @@ impl CompiledExperiment {
         match (&self.split, self.strategy) {
             (Split::Gradual { steps, .. }, _) => Some(gradual_percent(steps, clock.now_unix_ms())),
             (Split::Static(w), StrategyKind::Canary) => Some(match w {
-                Weights::Native(inv) => {
-                    let (a, b) = (recip(inv[0]), recip(inv[1]));
+                Weights::Native(arms) => {
+                    let weight = |i: usize| {
+                        arms.iter()
+                            .find(|a| a.index == i)
+                            .map_or(0.0, |a| recip(a.inv_weight))
+                    };
+                    let (a, b) = (weight(0), weight(1));
                     100.0 * b / (a + b)
                 }
                 Weights::GrowthBook(r) => {
@@ -304,21 +329,13 @@ impl CompiledExperiment {
                     return out(None, bucket, Reason::NotCovered);
                 }
                 let chosen = match &self.split {
-                    Split::Static(Weights::Native(inv)) => {
-                        native_choose(arm_hash, &self.variants, inv)
-                    }
+                    Split::Static(Weights::Native(arms)) => native_choose(arm_hash, arms),
                     Split::Gradual {
-                        baseline,
-                        candidate,
-                        steps,
-                    } => {
-                        let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
-                        let mut inv = [0.0; 2];
-                        inv[0] = recip(1.0 - p);
-                        inv[1] = recip(p);
-                        let pair = [*baseline, *candidate];
-                        native_choose_pair(arm_hash, &self.variants, pair, inv)
-                    }
+                        baseline, steps, ..
+                    } => match current_step(steps, clock.now_unix_ms()) {
+                        Some(step) => native_choose(arm_hash, &step.arms),
+                        None => Some(*baseline),
+                    },
                     _ => None,
                 };
                 match chosen {
@@ -423,54 +440,24 @@ fn recip(w: f64) -> f64 {
     if w > 0.0 { 1.0 / w } else { 0.0 }
 }
 
-/// Weighted rendezvous: each variant scores `-ln(u_i) / w_i` with `u_i` a per-variant uniform
-/// derived from the key's arm hash and the variant's name seed; the lowest score wins. The
-/// probability of variant `i` is exactly `w_i / Σw`, and a variant's keys never move to
-/// another variant when its own weight rises or another variant's weight falls or is removed.
+/// Weighted rendezvous: each arm scores `log2(u_v) / w_v`, where `u_v` in `(0, 1]` mixes the
+/// key's arm hash with a seed derived from the variant's name, and the highest score wins.
+/// Variant `v` wins with probability `w_v / Σw` (up to the `log2` interpolation, below 1e-5),
+/// and a key never leaves a variant whose weight rises, nor one whose rivals shrink or go.
 #[inline]
-fn native_choose(
-    arm_hash: u64,
-    variants: &[CompiledVariant],
-    inv_weights: &[f64],
-) -> Option<usize> {
-    let mut best = None;
-    let mut best_score = f64::INFINITY;
-    for (i, (v, &inv)) in variants.iter().zip(inv_weights).enumerate() {
-        if inv == 0.0 {
-            continue;
-        }
-        let score =
-            hash::neg_ln_unit(hash::to_unit_open_zero(hash::mix64(arm_hash ^ v.seed))) * inv;
-        if score < best_score || best.is_none() {
-            best_score = score;
-            best = Some(i);
-        }
+fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
+    // Each score is at most 0. For such floats, the complement of the bit pattern orders like
+    // the value, so the best arm is an integer maximum: the complement with its low 8 bits
+    // replaced by the arm's index (a 2^-44 relative rounding of the score). An integer max
+    // compiles to a conditional move, where a comparison of floats became a branch that
+    // mispredicted on every other key.
+    let mut best = 0u64;
+    for (slot, arm) in arms.iter().enumerate() {
+        let score = hash::log2_unit_fast(hash::mix64(arm_hash ^ arm.seed)) * arm.inv_weight;
+        let packed = (!score.to_bits() & !0xff) | slot as u64;
+        best = best.max(packed);
     }
-    best
-}
-
-#[inline]
-fn native_choose_pair(
-    arm_hash: u64,
-    variants: &[CompiledVariant],
-    pair: [usize; 2],
-    inv: [f64; 2],
-) -> Option<usize> {
-    let mut best = None;
-    let mut best_score = f64::INFINITY;
-    for (&i, &inv) in pair.iter().zip(&inv) {
-        let Some(v) = variants.get(i) else { continue };
-        if inv == 0.0 {
-            continue;
-        }
-        let score =
-            hash::neg_ln_unit(hash::to_unit_open_zero(hash::mix64(arm_hash ^ v.seed))) * inv;
-        if score < best_score || best.is_none() {
-            best_score = score;
-            best = Some(i);
-        }
-    }
-    best
+    arms.get((best & 0xff) as usize).map(|arm| arm.index)
 }
 
 /// GrowthBook's `getBucketRanges`, with the same floating-point operations in the same order.
@@ -509,13 +496,19 @@ fn unleash_choose(group: &str, key: &str, weights: &[u32], total: u32) -> Option
     None
 }
 
-fn gradual_percent(steps: &[(i64, f64)], now_ms: i64) -> f64 {
-    let passed = steps.partition_point(|&(at, _)| at <= now_ms);
-    if passed == 0 {
-        0.0
-    } else {
-        steps[passed - 1].1
-    }
+fn gradual_percent(steps: &[RampStep], now_ms: i64) -> f64 {
+    current_step(steps, now_ms).map_or(0.0, |step| step.percent)
+}
+
+/// The step in force at `now_ms`, or `None` before the first step (candidate at 0%).
+#[inline]
+fn current_step(steps: &[RampStep], now_ms: i64) -> Option<&RampStep> {
+    let passed = steps.partition_point(|step| step.at <= now_ms);
+    passed.checked_sub(1).and_then(|i| steps.get(i))
+}
+
+fn variant_seed(name: &str) -> u64 {
+    hash::derive_seed(name, hash::PURPOSE_VARIANT)
 }
 
 fn check_namespaces(config: &RouterConfig) -> Result<(), ConfigError> {
@@ -648,6 +641,16 @@ fn compile_experiment(
             exp,
             "variants",
             "at least one variant is required",
+        ));
+    }
+    if e.variants.len() > MAX_VARIANTS_PER_EXPERIMENT {
+        return Err(ConfigError::field(
+            exp,
+            "variants",
+            format!(
+                "at most {MAX_VARIANTS_PER_EXPERIMENT} variants per experiment, got {}",
+                e.variants.len()
+            ),
         ));
     }
     let mut names = HashSet::new();
@@ -829,7 +832,7 @@ fn compile_experiment(
                 let at = parse_rfc3339_ms(&step.at.to_text())
                     .map_err(|m| ConfigError::field(exp, format!("schedule[{i}].at"), m))?;
                 let percent = check_percent(exp, &format!("schedule[{i}].percent"), step.percent)?;
-                if let Some(&(prev, _)) = steps.last()
+                if let Some(prev) = steps.last().map(|s: &RampStep| s.at)
                     && at <= prev
                 {
                     return Err(ConfigError::field(
@@ -838,7 +841,17 @@ fn compile_experiment(
                         "steps must be in strictly increasing time order",
                     ));
                 }
-                steps.push((at, percent));
+                let fraction = percent / 100.0;
+                let arm = |index: usize, w: f64| NativeArm {
+                    seed: variant_seed(&e.variants[index].name),
+                    inv_weight: recip(w),
+                    index,
+                };
+                steps.push(RampStep {
+                    at,
+                    percent,
+                    arms: [arm(baseline, 1.0 - fraction), arm(candidate, fraction)],
+                });
             }
             gradual = Some(Split::Gradual {
                 baseline,
@@ -852,7 +865,19 @@ fn compile_experiment(
     let split = match gradual {
         Some(g) => g,
         None => Split::Static(match scheme {
-            HashScheme::Xxh3 => Weights::Native(fractions.iter().map(|&w| recip(w)).collect()),
+            HashScheme::Xxh3 => Weights::Native(
+                e.variants
+                    .iter()
+                    .zip(&fractions)
+                    .enumerate()
+                    .filter(|(_, (_, w))| **w > 0.0)
+                    .map(|(index, (v, &w))| NativeArm {
+                        seed: variant_seed(&v.name),
+                        inv_weight: 1.0 / w,
+                        index,
+                    })
+                    .collect(),
+            ),
             HashScheme::GrowthBook => {
                 let mut cumulative = 0.0;
                 let ranges = fractions
@@ -887,7 +912,6 @@ fn compile_experiment(
             name: v.name.as_str().into(),
             id: registry.variant(id, &v.name)?,
             model: v.model.as_deref().map(Into::into),
-            seed: hash::derive_seed(&v.name, hash::PURPOSE_VARIANT),
         });
     }
     let mut overrides = Vec::with_capacity(e.overrides.len());

@@ -44,7 +44,10 @@ mod registry;
 mod router;
 mod time;
 
-pub use compile::{CompiledConfig, CompiledExperiment, CompiledVariant, HashScheme, StrategyKind};
+pub use compile::{
+    CompiledConfig, CompiledExperiment, CompiledVariant, HashScheme, MAX_VARIANTS_PER_EXPERIMENT,
+    StrategyKind,
+};
 pub use config::{
     ExperimentConfig, NamespaceConfig, RampStepConfig, RouterConfig, TimeText, VariantConfig,
 };

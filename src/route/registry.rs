@@ -14,7 +14,7 @@ pub const MAX_EXPERIMENTS: usize = 4096;
 /// Most distinct (experiment, variant) names one router will ever give ids to.
 pub const MAX_VARIANTS: usize = 65_536;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct NameRegistry {
     experiments: Vec<Arc<str>>,
     experiment_ids: HashMap<Arc<str>, ExperimentId>,
