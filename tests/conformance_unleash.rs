@@ -108,7 +108,7 @@ fn check(
 
 #[test]
 fn unleash_mode_matches_unleash_engine() {
-    let mut rng = Rng(0x0u64 ^ 0x1ea5_e5ee_d5);
+    let mut rng = Rng(0x001e_a5e5_eed5);
     let mut assigned = 0;
     assigned += check("pricing", "ab", 1.0, &[0.5, 0.5], None, &mut rng);
     assigned += check("search-ranker", "ab", 0.5, &[0.2, 0.3, 0.5], None, &mut rng);

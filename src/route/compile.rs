@@ -123,8 +123,9 @@ enum Weights {
 struct RampStep {
     at: i64,
     percent: f64,
-    /// Native arms for this step: `[baseline, candidate]`.
+    /// Native arms for this step with a weight above zero: the first `arm_count` entries.
     arms: [NativeArm; 2],
+    arm_count: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -333,7 +334,7 @@ impl CompiledExperiment {
                     Split::Gradual {
                         baseline, steps, ..
                     } => match current_step(steps, clock.now_unix_ms()) {
-                        Some(step) => native_choose(arm_hash, &step.arms),
+                        Some(step) => native_choose(arm_hash, &step.arms[..step.arm_count]),
                         None => Some(*baseline),
                     },
                     _ => None,
@@ -764,7 +765,7 @@ fn compile_experiment(
             } else {
                 let w: Vec<f64> = e.variants.iter().map(|v| v.weight.unwrap_or(0.0)).collect();
                 let sum: f64 = w.iter().sum();
-                if !(sum > 0.0) || !sum.is_finite() {
+                if sum.is_nan() || sum <= 0.0 || !sum.is_finite() {
                     return Err(ConfigError::field(
                         exp,
                         "variants",
@@ -847,10 +848,19 @@ fn compile_experiment(
                     inv_weight: recip(w),
                     index,
                 };
+                let both = [arm(baseline, 1.0 - fraction), arm(candidate, fraction)];
+                // Arms with a zero weight never win: leave them out.
+                let mut arms = both;
+                let mut arm_count = 0;
+                for a in both.iter().filter(|a| a.inv_weight > 0.0) {
+                    arms[arm_count] = *a;
+                    arm_count += 1;
+                }
                 steps.push(RampStep {
                     at,
                     percent,
-                    arms: [arm(baseline, 1.0 - fraction), arm(candidate, fraction)],
+                    arms,
+                    arm_count,
                 });
             }
             gradual = Some(Split::Gradual {
@@ -923,7 +933,7 @@ fn compile_experiment(
             index,
         ));
     }
-    overrides.sort_by(|a, b| a.0.cmp(&b.0));
+    overrides.sort_by_key(|o| o.0);
     Ok(CompiledExperiment {
         name: e.name.as_str().into(),
         id,
