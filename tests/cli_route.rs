@@ -7,21 +7,37 @@ use std::process::{Command, Output};
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/experiments.toml");
 
 fn modelgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_modelgate")).args(args).output().expect("run modelgate")
+    Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .output()
+        .expect("run modelgate")
 }
 
 #[test]
 fn json_gives_one_object_per_experiment() {
     let out = modelgate(&["route", "--config", EXAMPLE, "--key", "qa-user-1", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).expect("utf-8").lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
-    let names: Vec<&str> = lines.iter().map(|l| l["experiment"].as_str().expect("name")).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["experiment"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["ranker", "speller", "checkout", "pricing"]);
     for line in &lines {
         let bucket = line["bucket"].as_f64().expect("bucket");
         assert!((0.0..1.0).contains(&bucket));
-        assert_eq!(line["in_experiment"].as_bool().expect("bool"), !line["variant"].is_null());
+        assert_eq!(
+            line["in_experiment"].as_bool().expect("bool"),
+            !line["variant"].is_null()
+        );
     }
     // The override in the example config.
     assert_eq!(lines[0]["variant"], "candidate");
@@ -35,8 +51,18 @@ fn keys_from_file_routes_every_line_like_single_keys() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("keys.txt");
     let keys: Vec<String> = (0..50).map(|i| format!("user-{i}")).collect();
-    std::fs::File::create(&path).expect("create").write_all(keys.join("\n").as_bytes()).expect("write");
-    let many = modelgate(&["route", "--config", EXAMPLE, "--keys-from", path.to_str().expect("utf-8 path"), "--json"]);
+    std::fs::File::create(&path)
+        .expect("create")
+        .write_all(keys.join("\n").as_bytes())
+        .expect("write");
+    let many = modelgate(&[
+        "route",
+        "--config",
+        EXAMPLE,
+        "--keys-from",
+        path.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
     assert!(many.status.success());
     let many = String::from_utf8(many.stdout).expect("utf-8");
     assert_eq!(many.lines().count(), 50 * 4);
@@ -44,7 +70,10 @@ fn keys_from_file_routes_every_line_like_single_keys() {
         let single = modelgate(&["route", "--config", EXAMPLE, "--key", key, "--json"]);
         let single = String::from_utf8(single.stdout).expect("utf-8");
         for line in single.lines() {
-            assert!(many.lines().any(|l| l == line), "{line} missing from --keys-from output");
+            assert!(
+                many.lines().any(|l| l == line),
+                "{line} missing from --keys-from output"
+            );
         }
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -56,13 +85,28 @@ fn bad_config_exits_2_naming_experiment_and_field() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[[experiments]]\nname = \"ranker\"\n[[experiments.variants]]\nname = \"a\"\nweight = nan\n[[experiments.variants]]\nname = \"b\"\nweight = 1\n").expect("write");
-    let out = modelgate(&["route", "--config", path.to_str().expect("utf-8"), "--key", "k"]);
+    let out = modelgate(&[
+        "route",
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--key",
+        "k",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`ranker`") && stderr.contains("variants[0].weight"), "{stderr}");
+    assert!(
+        stderr.contains("`ranker`") && stderr.contains("variants[0].weight"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 
-    let missing = modelgate(&["route", "--config", "/nonexistent/modelgate.toml", "--key", "k"]);
+    let missing = modelgate(&[
+        "route",
+        "--config",
+        "/nonexistent/modelgate.toml",
+        "--key",
+        "k",
+    ]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
     std::fs::remove_dir_all(&dir).ok();

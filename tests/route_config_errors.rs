@@ -1,6 +1,9 @@
 //! Bad configs are typed errors that name the experiment and the field; never a panic.
 
-use modelgate::route::{ConfigError, ExperimentConfig, NamespaceConfig, RampStepConfig, Router, RouterConfig, TimeText, VariantConfig};
+use modelgate::route::{
+    ConfigError, ExperimentConfig, NamespaceConfig, RampStepConfig, Router, RouterConfig, TimeText,
+    VariantConfig,
+};
 use proptest::prelude::*;
 
 const TWO: &str = r#"
@@ -77,7 +80,10 @@ fn each_bad_config_names_experiment_and_field() {
     for (text, needles) in cases {
         let message = error_of(&text).to_string();
         for needle in needles {
-            assert!(message.contains(needle), "message {message:?} should contain {needle:?}; config:\n{text}");
+            assert!(
+                message.contains(needle),
+                "message {message:?} should contain {needle:?}; config:\n{text}"
+            );
         }
     }
 }
@@ -87,20 +93,40 @@ fn a_rejected_store_keeps_the_current_config() {
     let router = Router::from_toml(&ab("1, 1")).expect("valid");
     let id = router.experiment("exp").expect("configured");
     let before = router.route(id, "user-1");
-    assert!(router.store(RouterConfig::from_toml(&ab("nan, 1")).expect("parses")).is_err());
+    assert!(
+        router
+            .store(RouterConfig::from_toml(&ab("nan, 1")).expect("parses"))
+            .is_err()
+    );
     assert_eq!(router.route(id, "user-1"), before);
     // A rejected config gives no ids to its names.
-    let bad = RouterConfig::from_toml(&ab("-1, 1").replace("\"exp\"", "\"newcomer\"")).expect("parses");
+    let bad =
+        RouterConfig::from_toml(&ab("-1, 1").replace("\"exp\"", "\"newcomer\"")).expect("parses");
     assert!(router.store(bad).is_err());
     assert_eq!(router.experiment("newcomer"), None);
 }
 
 fn float() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(0.0), Just(-0.0), Just(1.0), -2.0f64..2.0, any::<f64>()]
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(0.0),
+        Just(-0.0),
+        Just(1.0),
+        -2.0f64..2.0,
+        any::<f64>()
+    ]
 }
 
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![Just(String::new()), Just("a".to_string()), Just("b".to_string()), "[a-c]{0,3}", ".{0,8}"]
+    prop_oneof![
+        Just(String::new()),
+        Just("a".to_string()),
+        Just("b".to_string()),
+        "[a-c]{0,3}",
+        ".{0,8}"
+    ]
 }
 
 prop_compose! {

@@ -53,13 +53,19 @@ fn every_call_sees_one_whole_config_while_another_thread_swaps() {
                 key.push_str(&calls.to_string());
                 let mut letters = Vec::with_capacity(2);
                 router.route_all(&key, |experiment, assignment| {
-                    let variant = assignment.variant.and_then(|v| experiment.variant(v)).map(|v| v.name().to_string());
+                    let variant = assignment
+                        .variant
+                        .and_then(|v| experiment.variant(v))
+                        .map(|v| v.name().to_string());
                     letters.push(variant.expect("both experiments assign every key"));
                 });
                 assert_eq!(letters.len(), 2);
                 let first = letters[0].as_str();
                 // `second` gives either the letter itself or its twin (weight 0 in config A).
-                assert!(letters[1].starts_with(first), "mixed configs in one call: {letters:?}");
+                assert!(
+                    letters[1].starts_with(first),
+                    "mixed configs in one call: {letters:?}"
+                );
                 seen[usize::from(first == "b")] += 1;
                 calls += 1;
                 progress[reader].store(calls, Ordering::Release);
@@ -69,7 +75,9 @@ fn every_call_sees_one_whole_config_while_another_thread_swaps() {
     }
     for swap in 0..SWAPS {
         let letter = if swap % 2 == 0 { "b" } else { "a" };
-        router.store(config(letter, (swap % 3) as f64)).expect("valid");
+        router
+            .store(config(letter, (swap % 3) as f64))
+            .expect("valid");
         if swap % 100 == 0 {
             // Wait until every reader has routed at least once more since this swap.
             let marks: Vec<u64> = progress.iter().map(|p| p.load(Ordering::Acquire)).collect();
@@ -88,5 +96,8 @@ fn every_call_sees_one_whole_config_while_another_thread_swaps() {
         total[0] += seen[0];
         total[1] += seen[1];
     }
-    assert!(total[0] > 0 && total[1] > 0, "readers saw both configs: {total:?}");
+    assert!(
+        total[0] > 0 && total[1] > 0,
+        "readers saw both configs: {total:?}"
+    );
 }

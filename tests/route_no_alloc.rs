@@ -40,7 +40,11 @@ fn allocations() -> u64 {
 
 #[test]
 fn route_allocates_nothing() {
-    let mut text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/experiments.toml")).expect("example");
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/experiments.toml"
+    ))
+    .expect("example");
     text.push_str(
         r#"
 [[experiments]]
@@ -76,10 +80,14 @@ name = "new"
 "#,
     );
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let router = Router::with_clock(RouterConfig::from_toml(&text).expect("parses"), clock).expect("valid");
+    let router =
+        Router::with_clock(RouterConfig::from_toml(&text).expect("parses"), clock).expect("valid");
     let config = router.current();
     let ids: Vec<_> = config.experiments().iter().map(|e| e.id()).collect();
-    let keys: Vec<String> = (0..1000).map(|i| format!("user-{i}-é")).chain(["qa-user-1".to_string(), String::new()]).collect();
+    let keys: Vec<String> = (0..1000)
+        .map(|i| format!("user-{i}-é"))
+        .chain(["qa-user-1".to_string(), String::new()])
+        .collect();
     // Warm up: the first call on a thread fills its config cache.
     let _ = router.route(ids[0], "warm-up");
 
@@ -94,10 +102,18 @@ name = "new"
     }
     let after = allocations();
     assert!(assigned > 10_000, "the configs must assign keys");
-    assert_eq!(after - before, 0, "route allocated {} times over {} calls", after - before, 20 * keys.len() * ids.len());
+    assert_eq!(
+        after - before,
+        0,
+        "route allocated {} times over {} calls",
+        after - before,
+        20 * keys.len() * ids.len()
+    );
 
     // A config swap refreshes the per-thread cache without allocating on the route path either.
-    router.store(RouterConfig::from_toml(&text).expect("parses")).expect("valid");
+    router
+        .store(RouterConfig::from_toml(&text).expect("parses"))
+        .expect("valid");
     let before = allocations();
     for key in &keys {
         let _ = router.route(ids[1], key);

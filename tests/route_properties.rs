@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use common::{Rng, chi_square_p};
 use modelgate::route::{
-    ExperimentConfig, ManualClock, NamespaceConfig, RampStepConfig, Router, RouterConfig, TimeText, VariantConfig,
+    ExperimentConfig, ManualClock, NamespaceConfig, RampStepConfig, Router, RouterConfig, TimeText,
+    VariantConfig,
 };
 use proptest::prelude::*;
 
@@ -18,7 +19,11 @@ fn experiment(name: &str, hash: &str, weights: &[(String, f64)]) -> ExperimentCo
         hash: Some(hash.into()),
         variants: weights
             .iter()
-            .map(|(n, w)| VariantConfig { name: n.clone(), weight: Some(*w), model: None })
+            .map(|(n, w)| VariantConfig {
+                name: n.clone(),
+                weight: Some(*w),
+                model: None,
+            })
             .collect(),
         ..ExperimentConfig::default()
     }
@@ -32,7 +37,12 @@ fn router(experiments: Vec<ExperimentConfig>) -> Router {
 fn assign(router: &Router, name: &str, keys: &[String]) -> Vec<Option<Arc<str>>> {
     let id = router.experiment(name).expect("configured");
     keys.iter()
-        .map(|k| router.route(id, k).variant.map(|v| router.variant_name(v).expect("name")))
+        .map(|k| {
+            router
+                .route(id, k)
+                .variant
+                .map(|v| router.variant_name(v).expect("name"))
+        })
         .collect()
 }
 
@@ -42,10 +52,18 @@ fn keys(seed: u64, n: usize) -> Vec<String> {
 }
 
 fn named(weights: &[f64]) -> Vec<(String, f64)> {
-    weights.iter().enumerate().map(|(i, &w)| (format!("arm-{i}"), w)).collect()
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (format!("arm-{i}"), w))
+        .collect()
 }
 
-fn chi_square_against(counts: &HashMap<Option<Arc<str>>, u64>, expected: &[(Option<&str>, f64)], total: u64) -> f64 {
+fn chi_square_against(
+    counts: &HashMap<Option<Arc<str>>, u64>,
+    expected: &[(Option<&str>, f64)],
+    total: u64,
+) -> f64 {
     let mut statistic = 0.0;
     for (name, share) in expected {
         let observed = counts.get(&name.map(Arc::from)).copied().unwrap_or(0) as f64;
@@ -82,13 +100,19 @@ fn shares_match_weights() {
         }
         let sum: f64 = weights.iter().sum();
         let names: Vec<String> = (0..weights.len()).map(|i| format!("arm-{i}")).collect();
-        let mut expected: Vec<(Option<&str>, f64)> =
-            names.iter().zip(&weights).map(|(n, w)| (Some(n.as_str()), coverage * w / sum)).collect();
+        let mut expected: Vec<(Option<&str>, f64)> = names
+            .iter()
+            .zip(&weights)
+            .map(|(n, w)| (Some(n.as_str()), coverage * w / sum))
+            .collect();
         if coverage < 1.0 {
             expected.push((None, 1.0 - coverage));
         }
         let p = chi_square_against(&counts, &expected, ks.len() as u64);
-        assert!(p > 0.001, "{hash} {weights:?} coverage {coverage}: chi-square p = {p}, counts {counts:?}");
+        assert!(
+            p > 0.001,
+            "{hash} {weights:?} coverage {coverage}: chi-square p = {p}, counts {counts:?}"
+        );
     }
 }
 
@@ -104,18 +128,38 @@ fn canary_and_gradual_shares_match_their_percent() {
     gradual.name = "gradual".into();
     gradual.strategy = Some("gradual".into());
     gradual.percent = None;
-    gradual.schedule = vec![RampStepConfig { at: TimeText::Text("1970-01-01T00:00:01Z".into()), percent: 25.0 }];
-    let r = Router::with_clock(RouterConfig { experiments: vec![canary, gradual] }, clock.clone()).expect("valid");
+    gradual.schedule = vec![RampStepConfig {
+        at: TimeText::Text("1970-01-01T00:00:01Z".into()),
+        percent: 25.0,
+    }];
+    let r = Router::with_clock(
+        RouterConfig {
+            experiments: vec![canary, gradual],
+        },
+        clock.clone(),
+    )
+    .expect("valid");
     for (name, percent) in [("canary", 5.0), ("gradual", 0.0)] {
         let mut counts: HashMap<Option<Arc<str>>, u64> = HashMap::new();
         for v in assign(&r, name, &ks) {
             *counts.entry(v).or_default() += 1;
         }
         if percent == 0.0 {
-            assert_eq!(counts.get(&Some(Arc::from("arm-1"))), None, "before the first step nobody gets the candidate");
+            assert_eq!(
+                counts.get(&Some(Arc::from("arm-1"))),
+                None,
+                "before the first step nobody gets the candidate"
+            );
             continue;
         }
-        let p = chi_square_against(&counts, &[(Some("arm-0"), 1.0 - percent / 100.0), (Some("arm-1"), percent / 100.0)], 100_000);
+        let p = chi_square_against(
+            &counts,
+            &[
+                (Some("arm-0"), 1.0 - percent / 100.0),
+                (Some("arm-1"), percent / 100.0),
+            ],
+            100_000,
+        );
         assert!(p > 0.001, "{name}: p = {p}");
     }
     clock.set(1000);
@@ -123,7 +167,11 @@ fn canary_and_gradual_shares_match_their_percent() {
     for v in assign(&r, "gradual", &ks) {
         *counts.entry(v).or_default() += 1;
     }
-    let p = chi_square_against(&counts, &[(Some("arm-0"), 0.75), (Some("arm-1"), 0.25)], 100_000);
+    let p = chi_square_against(
+        &counts,
+        &[(Some("arm-0"), 0.75), (Some("arm-1"), 0.25)],
+        100_000,
+    );
     assert!(p > 0.001, "gradual at 25%: p = {p}");
 }
 
@@ -151,15 +199,32 @@ fn gradual_ramp_follows_the_clock_and_never_takes_the_candidate_back() {
     let day = 86_400_000i64;
     let start = modelgate::route::parse_rfc3339_ms("2026-12-01T00:00:00Z").expect("time");
     let mut previous: Option<Vec<Option<Arc<str>>>> = None;
-    for (t, expected_share) in [(start - 1, 0.0), (start, 0.05), (start + day, 0.25), (start + 2 * day - 3_600_000, 0.5), (start + 3 * day, 1.0)] {
+    for (t, expected_share) in [
+        (start - 1, 0.0),
+        (start, 0.05),
+        (start + day, 0.25),
+        (start + 2 * day - 3_600_000, 0.5),
+        (start + 3 * day, 1.0),
+    ] {
         clock.set(t);
         let now = assign(&r, "ramp", &ks);
-        let share = now.iter().filter(|v| v.as_deref() == Some("candidate")).count() as f64 / ks.len() as f64;
-        assert!((share - expected_share).abs() < 0.02, "at {t}: share {share}, expected {expected_share}");
+        let share = now
+            .iter()
+            .filter(|v| v.as_deref() == Some("candidate"))
+            .count() as f64
+            / ks.len() as f64;
+        assert!(
+            (share - expected_share).abs() < 0.02,
+            "at {t}: share {share}, expected {expected_share}"
+        );
         if let Some(before) = &previous {
             for (b, n) in before.iter().zip(&now) {
                 if b.as_deref() == Some("candidate") {
-                    assert_eq!(n.as_deref(), Some("candidate"), "a key lost the candidate as the ramp rose");
+                    assert_eq!(
+                        n.as_deref(),
+                        Some("candidate"),
+                        "a key lost the candidate as the ramp rose"
+                    );
                 }
             }
         }
@@ -304,7 +369,10 @@ fn overrides_force_qa_keys_and_leave_others_alone() {
     let id = f.experiment("qa").expect("configured");
     let qa = f.route(id, "qa-user-1");
     assert_eq!(qa.reason, modelgate::route::Reason::Override);
-    assert_eq!(f.variant_name(qa.variant.expect("forced")).as_deref(), Some("arm-1"));
+    assert_eq!(
+        f.variant_name(qa.variant.expect("forced")).as_deref(),
+        Some("arm-1")
+    );
     let (before, after) = (assign(&p, "qa", &ks), assign(&f, "qa", &ks));
     assert_eq!(after[0].as_deref(), Some("arm-0"));
     assert_eq!(before[1..], after[1..]);
