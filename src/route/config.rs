@@ -121,7 +121,7 @@ impl TimeText {
 
 impl RouterConfig {
     /// Parses a TOML experiments file. Syntax errors name the line and column; validation is
-    /// done by [`crate::route::CompiledConfig::compile`].
+    /// done when a [`crate::route::Router`] is built or stores the config.
     ///
     /// # Errors
     /// [`super::ConfigError::Parse`] when the text is not valid TOML for this schema.
