@@ -17,6 +17,11 @@
 //! * [`hash`]: stable hashes for assignment (native xxh3, GrowthBook- and Unleash-compatible).
 //! * [`route`]: experiment configs, strategies, namespaces, compiled tables and the
 //!   [`route::Router`].
+//! * [`model`]: hot-swappable model slots ([`model::ModelSlot`]) and the
+//!   [`model::ModelLoader`] trait.
+//! * [`metrics`]: per-variant counters, latency histogram and outcome moments, sharded per
+//!   thread and merged on read.
+//! * [`agent`]: the embedding facade ([`agent::Agent`]) that ties them together.
 //!
 //! ## Getting started
 //!
@@ -45,5 +50,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod hash;
+pub mod metrics;
+pub mod model;
 pub mod route;

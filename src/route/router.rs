@@ -160,6 +160,12 @@ impl Router {
         self.registry().variant_name(id).map(|(_, name)| name)
     }
 
+    /// The experiment a variant id belongs to, and the variant's name.
+    #[must_use]
+    pub fn variant_info(&self, id: VariantId) -> Option<(ExperimentId, Arc<str>)> {
+        self.registry().variant_name(id)
+    }
+
     /// How many experiment and variant ids this router has handed out (arrays indexed by
     /// id need this length).
     #[must_use]

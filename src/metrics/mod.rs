@@ -1,0 +1,408 @@
+//! Per-variant metrics: request and error counters, a latency histogram, late outcomes
+//! (binary and continuous), and prediction and feature hooks.
+//!
+//! Writers record into their thread's own shard ([`shard`]): no lock, no read-modify-write,
+//! no cache line shared with another writer. [`Metrics::collect`] merges the shards and
+//! returns what was recorded since the previous collect: totals are read from monotone
+//! counters, so under concurrent recording no increment is lost or counted twice (a value
+//! recorded while a collect runs lands in this collect or the next).
+
+mod histogram;
+mod moments;
+mod shard;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+pub use histogram::{BUCKETS as LATENCY_BUCKETS, LatencyHistogram, bucket_of, bucket_value};
+pub use moments::Moments;
+
+use shard::ShardPool;
+
+/// Number of error kinds.
+pub const ERROR_KINDS: usize = 6;
+
+/// What went wrong in a call: a small fixed set, so counting errors never allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The model did not answer in time.
+    Timeout,
+    /// The request was shed (overload, rate limit).
+    Overloaded,
+    /// The request's input was invalid for the model.
+    InvalidInput,
+    /// The model failed while predicting.
+    Model,
+    /// The serving code failed around the model.
+    Internal,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// All kinds, in index order.
+    pub const ALL: [ErrorKind; ERROR_KINDS] = [
+        ErrorKind::Timeout,
+        ErrorKind::Overloaded,
+        ErrorKind::InvalidInput,
+        ErrorKind::Model,
+        ErrorKind::Internal,
+        ErrorKind::Other,
+    ];
+
+    /// The kind's name in snapshots.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Model => "model",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Error counts by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// See [`ErrorKind::Timeout`].
+    pub timeout: u64,
+    /// See [`ErrorKind::Overloaded`].
+    pub overloaded: u64,
+    /// See [`ErrorKind::InvalidInput`].
+    pub invalid_input: u64,
+    /// See [`ErrorKind::Model`].
+    pub model: u64,
+    /// See [`ErrorKind::Internal`].
+    pub internal: u64,
+    /// See [`ErrorKind::Other`].
+    pub other: u64,
+}
+
+impl ErrorCounts {
+    fn from_array(a: [u64; ERROR_KINDS]) -> Self {
+        ErrorCounts {
+            timeout: a[0],
+            overloaded: a[1],
+            invalid_input: a[2],
+            model: a[3],
+            internal: a[4],
+            other: a[5],
+        }
+    }
+
+    /// All errors.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.timeout
+            + self.overloaded
+            + self.invalid_input
+            + self.model
+            + self.internal
+            + self.other
+    }
+
+    /// Adds another count.
+    pub fn add(&mut self, other: &ErrorCounts) {
+        self.timeout += other.timeout;
+        self.overloaded += other.overloaded;
+        self.invalid_input += other.invalid_input;
+        self.model += other.model;
+        self.internal += other.internal;
+        self.other += other.other;
+    }
+}
+
+/// Successes out of trials of a binary outcome (conversion, click, correct prediction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryOutcome {
+    /// Trials that succeeded.
+    pub successes: u64,
+    /// Trials.
+    pub trials: u64,
+}
+
+/// What one variant recorded over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VariantMetrics {
+    /// Calls recorded.
+    pub requests: u64,
+    /// Calls that failed, by kind.
+    pub errors: ErrorCounts,
+    /// Latency of the calls, in nanoseconds.
+    pub latency: LatencyHistogram,
+    /// Binary outcomes.
+    pub binary: BinaryOutcome,
+    /// Continuous outcomes.
+    pub outcome: Moments,
+    /// The model's predictions (a count, mean and variance; sketches plug in here later).
+    pub predictions: Moments,
+    /// Feature rows recorded.
+    pub feature_rows: u64,
+}
+
+impl VariantMetrics {
+    /// Whether nothing was recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0
+            && self.binary.trials == 0
+            && self.outcome.count == 0
+            && self.predictions.count == 0
+            && self.feature_rows == 0
+    }
+
+    /// Adds another window's metrics (exact: counters add, histograms add, moments merge).
+    pub fn merge(&mut self, other: &VariantMetrics) {
+        self.requests += other.requests;
+        self.errors.add(&other.errors);
+        self.latency.merge(&other.latency);
+        self.binary.successes += other.binary.successes;
+        self.binary.trials += other.binary.trials;
+        self.outcome = self.outcome.merge(&other.outcome);
+        self.predictions = self.predictions.merge(&other.predictions);
+        self.feature_rows += other.feature_rows;
+    }
+}
+
+/// Records that could not be accepted, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejections {
+    /// An experiment name or id the config does not have.
+    pub unknown_experiment: u64,
+    /// A variant name or id the experiment does not have.
+    pub unknown_variant: u64,
+    /// A NaN or infinite value.
+    pub non_finite_value: u64,
+    /// More recording threads than the shard limit, or a variant id past the variant limit.
+    pub over_limit: u64,
+}
+
+#[derive(Default)]
+struct RejectionCounters([AtomicU64; 4]);
+
+/// Cumulative totals of one variant, as of the previous collect.
+#[derive(Clone)]
+struct Totals {
+    requests: u64,
+    errors: [u64; ERROR_KINDS],
+    latency: Vec<u64>,
+    saturated: u64,
+    successes: u64,
+    trials: u64,
+    outcome: Moments,
+    prediction: Moments,
+    feature_rows: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            requests: 0,
+            errors: [0; ERROR_KINDS],
+            latency: vec![0; LATENCY_BUCKETS],
+            saturated: 0,
+            successes: 0,
+            trials: 0,
+            outcome: Moments::default(),
+            prediction: Moments::default(),
+            feature_rows: 0,
+        }
+    }
+}
+
+/// Sharded per-variant metrics, indexed by variant id.
+///
+/// Memory: one shard per recording thread alive (at most `max_shards`); in each, about 16 KiB
+/// per variant the thread has recorded for (the latency histogram); plus one cumulative copy
+/// per variant for [`Metrics::collect`]. It does not grow with the number of requests.
+pub struct Metrics {
+    pool: ShardPool,
+    max_variants: usize,
+    previous: Mutex<HashMap<usize, Totals>>,
+    rejected: RejectionCounters,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("max_variants", &self.max_variants)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics for variant ids below `max_variants`, with at most `max_shards` recording
+    /// threads at once (records from further threads are counted as rejected).
+    #[must_use]
+    pub fn new(max_variants: usize, max_shards: usize) -> Self {
+        Metrics {
+            pool: ShardPool::new(max_variants, max_shards),
+            max_variants,
+            previous: Mutex::new(HashMap::new()),
+            rejected: RejectionCounters::default(),
+        }
+    }
+
+    #[inline]
+    fn with_cells(&self, variant: usize, f: impl FnOnce(&shard::VariantCells)) {
+        let mut recorded = false;
+        let leased = self.pool.with_shard(|shard| {
+            if let Some(cells) = shard.cells(variant) {
+                f(cells);
+                recorded = true;
+            }
+        });
+        if !(leased && recorded) {
+            self.reject(Rejection::OverLimit);
+        }
+    }
+
+    /// Records one call: its latency and whether it failed. No lock, no allocation after the
+    /// thread's first record for this variant.
+    #[inline]
+    pub fn record_call(&self, variant: usize, latency_nanos: u64, error: Option<ErrorKind>) {
+        self.with_cells(variant, |c| c.record_call(latency_nanos, error));
+    }
+
+    /// Records a binary outcome.
+    #[inline]
+    pub fn record_binary(&self, variant: usize, success: bool) {
+        self.with_cells(variant, |c| c.record_binary(success));
+    }
+
+    /// Records a continuous outcome; NaN and infinities are counted as rejected.
+    #[inline]
+    pub fn record_outcome(&self, variant: usize, value: f64) {
+        if !value.is_finite() {
+            self.reject(Rejection::NonFinite);
+            return;
+        }
+        self.with_cells(variant, |c| c.record_outcome(value));
+    }
+
+    /// Records a prediction value; NaN and infinities are counted as rejected.
+    #[inline]
+    pub fn record_prediction(&self, variant: usize, value: f64) {
+        if !value.is_finite() {
+            self.reject(Rejection::NonFinite);
+            return;
+        }
+        self.with_cells(variant, |c| c.record_prediction(value));
+    }
+
+    /// Records that one feature row was seen (the seam where feature sketches plug in).
+    #[inline]
+    pub fn record_feature_row(&self, variant: usize) {
+        self.with_cells(variant, |c| {
+            c.feature_rows.store(
+                c.feature_rows.load(Ordering::Relaxed) + 1,
+                Ordering::Relaxed,
+            );
+        });
+    }
+
+    /// Counts a rejected record.
+    pub fn reject(&self, why: Rejection) {
+        self.rejected.0[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rejections so far (cumulative).
+    #[must_use]
+    pub fn rejections(&self) -> Rejections {
+        let r = |i: usize| self.rejected.0[i].load(Ordering::Relaxed);
+        Rejections {
+            unknown_experiment: r(0),
+            unknown_variant: r(1),
+            non_finite_value: r(2),
+            over_limit: r(3),
+        }
+    }
+
+    /// What each variant recorded since the previous `collect`, for variants with anything
+    /// new. Concurrent collects are serialised.
+    pub fn collect(&self) -> Vec<(usize, VariantMetrics)> {
+        let mut previous = self
+            .previous
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shards = self.pool.all();
+        let mut current: HashMap<usize, Totals> = HashMap::new();
+        for shard in &shards {
+            for variant in 0..shard.capacity() {
+                let Some(cells) = shard.existing(variant) else {
+                    continue;
+                };
+                let t = current.entry(variant).or_default();
+                t.requests += cells.requests.load(Ordering::Relaxed);
+                for (sum, cell) in t.errors.iter_mut().zip(&cells.errors) {
+                    *sum += cell.load(Ordering::Relaxed);
+                }
+                for (sum, cell) in t.latency.iter_mut().zip(cells.latency.iter()) {
+                    *sum += cell.load(Ordering::Relaxed);
+                }
+                t.saturated += cells.latency_saturated.load(Ordering::Relaxed);
+                t.feature_rows += cells.feature_rows.load(Ordering::Relaxed);
+                let locked = cells.read_locked();
+                t.successes += locked.successes;
+                t.trials += locked.trials;
+                t.outcome = t.outcome.merge(&locked.outcome);
+                t.prediction = t.prediction.merge(&locked.prediction);
+            }
+        }
+        let mut out = Vec::new();
+        let empty = Totals::default();
+        let mut variants: Vec<usize> = current.keys().copied().collect();
+        variants.sort_unstable();
+        for variant in variants {
+            let now = &current[&variant];
+            let before = previous.get(&variant).unwrap_or(&empty);
+            let latency: Vec<u64> = now
+                .latency
+                .iter()
+                .zip(&before.latency)
+                .map(|(a, b)| a - b)
+                .collect();
+            let mut errors = [0; ERROR_KINDS];
+            for (i, e) in errors.iter_mut().enumerate() {
+                *e = now.errors[i] - before.errors[i];
+            }
+            let delta = VariantMetrics {
+                requests: now.requests - before.requests,
+                errors: ErrorCounts::from_array(errors),
+                latency: LatencyHistogram::from_dense(&latency, now.saturated - before.saturated),
+                binary: BinaryOutcome {
+                    successes: now.successes - before.successes,
+                    trials: now.trials - before.trials,
+                },
+                outcome: now.outcome.since(&before.outcome),
+                predictions: now.prediction.since(&before.prediction),
+                feature_rows: now.feature_rows - before.feature_rows,
+            };
+            if !delta.is_empty() {
+                out.push((variant, delta));
+            }
+        }
+        *previous = current;
+        out
+    }
+}
+
+/// Why a record was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Unknown experiment.
+    UnknownExperiment = 0,
+    /// Unknown variant.
+    UnknownVariant = 1,
+    /// NaN or infinite value.
+    NonFinite = 2,
+    /// Past the shard or variant limit.
+    OverLimit = 3,
+}
