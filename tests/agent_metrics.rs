@@ -1,0 +1,246 @@
+//! The agent's metrics: exact totals under concurrent recording and snapshots, latency
+//! quantiles within 1% of exact, moments against a two-pass computation, and counted
+//! rejections for bad input.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use modelgate::agent::{Agent, Feature, FeatureKind, FeatureValue, Outcome, Snapshot};
+use modelgate::metrics::{ErrorKind, VariantMetrics};
+
+const CONFIG: &str = r#"
+[[experiments]]
+name = "ranker"
+[[experiments.variants]]
+name = "control"
+model = "r@1"
+[[experiments.variants]]
+name = "candidate"
+model = "r@2"
+"#;
+
+fn agent() -> Agent<&'static str> {
+    Agent::builder()
+        .experiments_toml(CONFIG)
+        .expect("parses")
+        .model("r@1", "one")
+        .model("r@2", "two")
+        .features(vec![
+            Feature {
+                name: "price".into(),
+                kind: FeatureKind::Numeric,
+            },
+            Feature {
+                name: "country".into(),
+                kind: FeatureKind::Categorical,
+            },
+        ])
+        .build()
+        .expect("valid")
+}
+
+fn totals(snapshots: &[Snapshot]) -> std::collections::BTreeMap<String, VariantMetrics> {
+    let mut out: std::collections::BTreeMap<String, VariantMetrics> = Default::default();
+    for s in snapshots {
+        for e in &s.experiments {
+            for v in &e.variants {
+                out.entry(v.name.clone()).or_default().merge(&v.metrics);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn concurrent_records_and_snapshots_add_up_exactly() {
+    let agent = Arc::new(agent());
+    let ranker = agent.experiment("ranker").expect("configured");
+    let stop = Arc::new(AtomicBool::new(false));
+    let snapshotter = {
+        let (agent, stop) = (agent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut snapshots = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                snapshots.push(agent.snapshot());
+            }
+            snapshots
+        })
+    };
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let agent = agent.clone();
+            std::thread::spawn(move || {
+                let mut expected: std::collections::BTreeMap<String, (u64, u64, u64, u64)> =
+                    Default::default();
+                for i in 0..200_000u64 {
+                    let key = format!("user-{t}-{i}");
+                    let decision = agent.route(ranker, &key);
+                    let model = decision.model().expect("model");
+                    let name = if *model == "one" {
+                        "control"
+                    } else {
+                        "candidate"
+                    };
+                    let failed = i % 17 == 0;
+                    agent.record(
+                        &decision,
+                        Duration::from_nanos(1000 + i % 5000),
+                        if failed {
+                            Err(ErrorKind::Timeout)
+                        } else {
+                            Ok(())
+                        },
+                    );
+                    agent.record_outcome_for(&decision, Outcome::Binary(i % 3 == 0));
+                    let e = expected.entry(name.to_string()).or_default();
+                    e.0 += 1;
+                    e.1 += u64::from(failed);
+                    e.2 += u64::from(i % 3 == 0);
+                    e.3 += 1;
+                }
+                expected
+            })
+        })
+        .collect();
+    let mut expected: std::collections::BTreeMap<String, (u64, u64, u64, u64)> = Default::default();
+    for w in writers {
+        for (name, (r, e, s, t)) in w.join().expect("writer") {
+            let x = expected.entry(name).or_default();
+            x.0 += r;
+            x.1 += e;
+            x.2 += s;
+            x.3 += t;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let mut snapshots = snapshotter.join().expect("snapshotter");
+    snapshots.push(agent.snapshot());
+    assert!(snapshots.len() > 2, "snapshots ran while writers recorded");
+    let got = totals(&snapshots);
+    for (name, (requests, errors, successes, trials)) in &expected {
+        let m = &got[name];
+        assert_eq!(m.requests, *requests, "{name} requests");
+        assert_eq!(m.errors.timeout, *errors, "{name} errors");
+        assert_eq!(m.errors.total(), *errors);
+        assert_eq!(m.latency.count(), *requests, "{name} latency count");
+        assert_eq!(m.binary.successes, *successes, "{name} successes");
+        assert_eq!(m.binary.trials, *trials, "{name} trials");
+    }
+    assert_eq!(expected.values().map(|e| e.0).sum::<u64>(), 800_000);
+    // Nothing more after everything was collected.
+    assert!(agent.snapshot().experiments.is_empty());
+}
+
+#[test]
+fn latency_quantiles_are_within_one_percent() {
+    let agent = agent();
+    let ranker = agent.experiment("ranker").expect("configured");
+    let qa = agent.route(ranker, "user-1");
+    let mut values: Vec<u64> = (0..50_000u64)
+        .map(|i| 20_000 + (i * 7_919 * 104_729) % 30_000_000)
+        .collect();
+    for &v in &values {
+        agent.record(&qa, Duration::from_nanos(v), Ok(()));
+    }
+    let snapshot = agent.snapshot();
+    let latency = &snapshot.experiments[0].variants[0].metrics.latency;
+    values.sort_unstable();
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let exact =
+            values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1] as f64;
+        let got = latency.quantile(q).expect("values");
+        assert!(
+            (got - exact).abs() / exact <= 0.01,
+            "q={q}: {got} vs exact {exact}"
+        );
+    }
+}
+
+#[test]
+fn continuous_outcomes_match_a_two_pass_computation() {
+    let agent = Arc::new(agent());
+    let values: Vec<f64> = (0..40_000)
+        .map(|i| 100.0 + ((i * 37 % 1000) as f64).sqrt() * 3.5)
+        .collect();
+    let chunks: Vec<Vec<f64>> = values.chunks(10_000).map(<[f64]>::to_vec).collect();
+    let mut snapshots = Vec::new();
+    let threads: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let agent = agent.clone();
+            std::thread::spawn(move || {
+                for v in chunk {
+                    agent.record_outcome("ranker", "candidate", Outcome::Continuous(v));
+                }
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        snapshots.push(agent.snapshot());
+    }
+    threads.into_iter().for_each(|t| t.join().expect("thread"));
+    snapshots.push(agent.snapshot());
+    let m = totals(&snapshots)["candidate"].outcome;
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    assert_eq!(m.count, values.len() as u64);
+    assert!((m.mean - mean).abs() < 1e-9 * mean, "{} vs {mean}", m.mean);
+    assert!((m.variance().expect("n > 1") - variance).abs() < 1e-9 * variance);
+}
+
+#[test]
+fn bad_input_is_counted_not_stored() {
+    let agent = agent();
+    let ranker = agent.experiment("ranker").expect("configured");
+    let d = agent.route(ranker, "user-9");
+    agent.record_outcome("nope", "control", Outcome::Binary(true));
+    agent.record_outcome("ranker", "nope", Outcome::Binary(true));
+    agent.record_outcome_for(&d, Outcome::Continuous(f64::NAN));
+    agent.record_outcome_for(&d, Outcome::Continuous(f64::INFINITY));
+    agent.record_prediction(&d, f64::NEG_INFINITY);
+    agent.record_features(&d, &[FeatureValue::Number(1.0)]); // wrong length
+    agent.record_features(
+        &d,
+        &[FeatureValue::Number(f64::NAN), FeatureValue::Category("FR")],
+    );
+    agent.record_prediction(&d, 0.25);
+    let s = agent.snapshot();
+    assert_eq!(s.rejections.unknown_experiment, 1);
+    assert_eq!(s.rejections.unknown_variant, 1);
+    assert_eq!(s.rejections.non_finite_value, 3);
+    assert_eq!(s.rejections.over_limit, 1);
+    let v = &s.experiments[0].variants[0];
+    assert_eq!(v.metrics.outcome.count, 0);
+    assert_eq!(v.metrics.feature_rows, 1);
+    assert_eq!(v.metrics.predictions.count, 1);
+    assert!(v.model.is_some());
+    // The next window starts clean.
+    assert_eq!(agent.snapshot().rejections.non_finite_value, 0);
+    let json = serde_json::to_string(&s).expect("serialisable");
+    assert_eq!(
+        serde_json::from_str::<Snapshot>(&json).expect("round trip"),
+        s
+    );
+}
+
+#[test]
+fn swapping_a_model_reaches_new_requests_and_snapshots() {
+    let agent = agent();
+    let ranker = agent.experiment("ranker").expect("configured");
+    let before = agent.route(ranker, "user-3");
+    let variant = before.variant.expect("in experiment");
+    let old_version = before.model_version().expect("model").to_string();
+    agent.swap_model(variant, "r@9", "nine");
+    assert_eq!(
+        before.model_version(),
+        Some(old_version.as_str()),
+        "the in-flight request keeps its model"
+    );
+    let after = agent.route(ranker, "user-3");
+    assert_eq!(after.model(), Some(&"nine"));
+    agent.record(&after, Duration::from_micros(1), Ok(()));
+    let s = agent.snapshot();
+    assert_eq!(s.experiments[0].variants[0].model.as_deref(), Some("r@9"));
+}
