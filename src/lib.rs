@@ -55,3 +55,4 @@ pub mod hash;
 pub mod metrics;
 pub mod model;
 pub mod route;
+pub mod sketch;

@@ -1,0 +1,1 @@
+//! Streaming, mergeable sketches of features and predictions (being built).
