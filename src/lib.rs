@@ -51,6 +51,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod drift;
 pub mod hash;
 pub mod metrics;
 pub mod model;

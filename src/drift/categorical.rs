@@ -1,0 +1,90 @@
+//! Drift of categorical features: chi-square test of homogeneity, PSI over categories and
+//! Jensen-Shannon distance.
+
+use std::collections::BTreeMap;
+
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+use super::psi::psi_from_shares;
+
+/// Category counts of both windows over the union of categories (sorted by name), so that
+/// categories unseen in one window count 0 there.
+#[must_use]
+pub fn align(
+    reference: &BTreeMap<String, f64>,
+    current: &BTreeMap<String, f64>,
+) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+    let mut names: Vec<String> = reference.keys().chain(current.keys()).cloned().collect();
+    names.sort();
+    names.dedup();
+    let r = names
+        .iter()
+        .map(|n| reference.get(n).copied().unwrap_or(0.0))
+        .collect();
+    let c = names
+        .iter()
+        .map(|n| current.get(n).copied().unwrap_or(0.0))
+        .collect();
+    (names, r, c)
+}
+
+/// Pearson's chi-square test of homogeneity on the 2×K table of counts (no continuity
+/// correction, as `scipy.stats.chi2_contingency(correction=False)`): `(statistic, dof,
+/// p-value)`. Categories empty in both windows are left out.
+#[must_use]
+pub fn chi_square(reference: &[f64], current: &[f64]) -> (f64, usize, f64) {
+    let (r_total, c_total): (f64, f64) = (reference.iter().sum(), current.iter().sum());
+    let total = r_total + c_total;
+    if r_total <= 0.0 || c_total <= 0.0 {
+        return (0.0, 0, 1.0);
+    }
+    let mut statistic = 0.0;
+    let mut cells = 0usize;
+    for (&r, &c) in reference.iter().zip(current) {
+        let column = r + c;
+        if column <= 0.0 {
+            continue;
+        }
+        cells += 1;
+        let (er, ec) = (r_total * column / total, c_total * column / total);
+        statistic += (r - er).powi(2) / er + (c - ec).powi(2) / ec;
+    }
+    let dof = cells.saturating_sub(1);
+    if dof == 0 {
+        return (0.0, 0, 1.0);
+    }
+    let p = ChiSquared::new(dof as f64).map_or(f64::NAN, |d| d.sf(statistic));
+    (statistic, dof, p)
+}
+
+fn normalise(counts: &[f64]) -> Vec<f64> {
+    let total: f64 = counts.iter().sum();
+    if total <= 0.0 {
+        return vec![0.0; counts.len()];
+    }
+    counts.iter().map(|c| c / total).collect()
+}
+
+/// PSI over categories, each share floored at `epsilon`.
+#[must_use]
+pub fn categorical_psi(reference: &[f64], current: &[f64], epsilon: f64) -> f64 {
+    psi_from_shares(&normalise(reference), &normalise(current), epsilon)
+}
+
+/// Jensen-Shannon distance with base-2 logarithms (in `[0, 1]`), as
+/// `scipy.spatial.distance.jensenshannon(p, q, base=2)`.
+#[must_use]
+pub fn jensen_shannon(reference: &[f64], current: &[f64]) -> f64 {
+    let (p, q) = (normalise(reference), normalise(current));
+    let mut divergence = 0.0;
+    for (&a, &b) in p.iter().zip(&q) {
+        let m = 0.5 * (a + b);
+        if a > 0.0 {
+            divergence += 0.5 * a * (a / m).log2();
+        }
+        if b > 0.0 {
+            divergence += 0.5 * b * (b / m).log2();
+        }
+    }
+    divergence.max(0.0).sqrt()
+}

@@ -1,0 +1,71 @@
+//! What the drift statistics need from a distribution: a CDF, quantiles, the points where the
+//! CDF can jump, and how far its ranks may be off.
+
+/// A one-dimensional empirical distribution, exact or sketched.
+pub trait Distribution1d {
+    /// Number of values.
+    fn count(&self) -> u64;
+    /// Fraction of values `<= x`.
+    fn cdf(&self, x: f64) -> f64;
+    /// The smallest value `v` with `cdf(v) >= q`, `None` when empty or `q` outside `[0, 1]`.
+    fn quantile(&self, q: f64) -> Option<f64>;
+    /// The distinct values where the CDF can jump, sorted ascending (for a sketch: its
+    /// retained items).
+    fn support(&self) -> Vec<f64>;
+    /// The bound on `|cdf(x) - true cdf(x)|` over all `x` (0 for exact data).
+    fn rank_error(&self) -> f64;
+}
+
+/// An exact sample: all values kept, sorted. For `--exact` and for tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExactSample {
+    sorted: Vec<f64>,
+}
+
+impl ExactSample {
+    /// The sample of `values`, dropping NaN (missing); infinities are kept.
+    #[must_use]
+    pub fn new(mut values: Vec<f64>) -> Self {
+        values.retain(|v| !v.is_nan());
+        values.sort_by(f64::total_cmp);
+        ExactSample { sorted: values }
+    }
+
+    /// The sorted values.
+    #[must_use]
+    pub fn values(&self) -> &[f64] {
+        &self.sorted
+    }
+}
+
+impl Distribution1d for ExactSample {
+    fn count(&self) -> u64 {
+        self.sorted.len() as u64
+    }
+
+    fn cdf(&self, x: f64) -> f64 {
+        if self.sorted.is_empty() || x.is_nan() {
+            return 0.0;
+        }
+        self.sorted.partition_point(|v| *v <= x) as f64 / self.sorted.len() as f64
+    }
+
+    fn quantile(&self, q: f64) -> Option<f64> {
+        if self.sorted.is_empty() || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let n = self.sorted.len();
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+        self.sorted.get(rank - 1).copied()
+    }
+
+    fn support(&self) -> Vec<f64> {
+        let mut s = self.sorted.clone();
+        s.dedup();
+        s
+    }
+
+    fn rank_error(&self) -> f64 {
+        0.0
+    }
+}

@@ -1,0 +1,294 @@
+//! Drift statistics on sketches or exact samples, with the sketches' error inside the
+//! verdict.
+//!
+//! * **KS** ([`kolmogorov`]): `D` between two CDFs, its error bound (the sum of the sketches'
+//!   rank-error bounds), and an asymptotic p-value from the Kolmogorov distribution with the
+//!   effective size `n·m/(n+m)`.
+//! * **PSI** ([`psi`]): bins at the reference's quantiles (10 by default), shares floored
+//!   at 1e-4, plus the PSI that no-drift samples of these sizes reach by chance.
+//! * **Categorical** ([`categorical`]): chi-square test of homogeneity, PSI over
+//!   categories, Jensen-Shannon distance.
+//! * **Wasserstein-1** ([`distance`]), normalised by the reference's standard deviation.
+//! * **Verdicts** ([`assess`]): `drift`, `warning`, `none` or `inconclusive`. KS p-values
+//!   are adjusted for the number of features (Benjamini-Hochberg, [`multiple`]). A sketch
+//!   error never raises an alarm by itself: KS says drift only when `D − bound` is both
+//!   significant and at least the minimum effect size, and says no drift only when `D +
+//!   bound` is not significant or below the minimum effect; in between the verdict is
+//!   `inconclusive`, with the hint to raise the sketch's `k`.
+
+pub mod categorical;
+pub mod distance;
+pub mod distribution;
+pub mod kolmogorov;
+pub mod multiple;
+pub mod psi;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use distribution::{Distribution1d, ExactSample};
+
+/// Thresholds of the verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Thresholds {
+    /// Significance level, after Benjamini-Hochberg over the features (default 0.05).
+    pub alpha: f64,
+    /// Smallest KS `D` that counts as drift (default 0.1), so that huge samples do not
+    /// raise alarms for negligible shifts.
+    pub ks_min_effect: f64,
+    /// PSI at or above which a feature drifted (default 0.2).
+    pub psi_drift: f64,
+    /// PSI at or above which a feature gets a warning (default 0.1).
+    pub psi_warning: f64,
+    /// PSI bins (default 10).
+    pub psi_bins: usize,
+    /// Floor of a PSI bin share (default 1e-4).
+    pub psi_epsilon: f64,
+    /// Smallest Jensen-Shannon distance that counts as categorical drift (default 0.1).
+    pub js_min_effect: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            alpha: 0.05,
+            ks_min_effect: 0.1,
+            psi_drift: 0.2,
+            psi_warning: 0.1,
+            psi_bins: psi::DEFAULT_BINS,
+            psi_epsilon: psi::DEFAULT_EPSILON,
+            js_min_effect: 0.1,
+        }
+    }
+}
+
+/// The verdict on one feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The feature drifted.
+    Drift,
+    /// PSI between the warning and drift thresholds.
+    Warning,
+    /// No drift.
+    None,
+    /// The sketches are too coarse to tell: raise `k`.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The verdict's name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Drift => "drift",
+            Verdict::Warning => "warning",
+            Verdict::None => "none",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// Numeric statistics of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumericComparison {
+    /// Values in the reference window.
+    pub n_reference: u64,
+    /// Values in the current window.
+    pub n_current: u64,
+    /// KS statistic `D`.
+    pub ks: f64,
+    /// Bound on `|D − D_exact|`.
+    pub ks_error_bound: f64,
+    /// Asymptotic two-sided p-value of `D`.
+    pub p_value: f64,
+    /// p-values of `D + bound` and `D − bound`: the true p-value lies between.
+    pub p_value_range: (f64, f64),
+    /// Smallest significant `D` at level alpha for these sizes (before adjustment).
+    pub ks_critical_value: f64,
+    /// PSI.
+    pub psi: f64,
+    /// PSI that no-drift samples of these sizes stay below with probability `1 − alpha`.
+    pub psi_no_drift_quantile: f64,
+    /// Wasserstein-1 distance.
+    pub wasserstein: Option<f64>,
+    /// Wasserstein-1 divided by the reference's standard deviation.
+    pub wasserstein_normalized: Option<f64>,
+}
+
+/// Categorical statistics of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoricalComparison {
+    /// Values in the reference window.
+    pub n_reference: u64,
+    /// Values in the current window.
+    pub n_current: u64,
+    /// Chi-square statistic of homogeneity.
+    pub chi_square: f64,
+    /// Its degrees of freedom.
+    pub degrees_of_freedom: usize,
+    /// Its p-value.
+    pub p_value: f64,
+    /// PSI over categories.
+    pub psi: f64,
+    /// PSI that no-drift samples stay below with probability `1 − alpha`.
+    pub psi_no_drift_quantile: f64,
+    /// Jensen-Shannon distance (base 2).
+    pub jensen_shannon: f64,
+}
+
+/// The statistics of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Comparison {
+    /// A numeric feature.
+    Numeric(NumericComparison),
+    /// A categorical feature.
+    Categorical(CategoricalComparison),
+}
+
+/// One feature's statistics and verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    /// Feature name.
+    pub feature: String,
+    /// Its statistics.
+    pub comparison: Comparison,
+    /// Its test's p-value after Benjamini-Hochberg (for sketches: of the most favourable
+    /// `D − bound`).
+    pub adjusted_p_value: f64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What to do when the verdict is `inconclusive`.
+    pub hint: Option<String>,
+}
+
+/// Compares two numeric distributions. `reference_std` normalises the Wasserstein distance.
+#[must_use]
+pub fn compare_numeric(
+    reference: &dyn Distribution1d,
+    current: &dyn Distribution1d,
+    reference_std: Option<f64>,
+    thresholds: &Thresholds,
+) -> NumericComparison {
+    let (n, m) = (reference.count(), current.count());
+    let (d, bound) = kolmogorov::ks_statistic(reference, current);
+    let (psi, _) = psi::psi(
+        reference,
+        current,
+        thresholds.psi_bins,
+        thresholds.psi_epsilon,
+    );
+    let wasserstein = distance::wasserstein(reference, current);
+    NumericComparison {
+        n_reference: n,
+        n_current: m,
+        ks: d,
+        ks_error_bound: bound,
+        p_value: kolmogorov::ks_p_value(d, n, m),
+        p_value_range: (
+            kolmogorov::ks_p_value(d + bound, n, m),
+            kolmogorov::ks_p_value((d - bound).max(0.0), n, m),
+        ),
+        ks_critical_value: kolmogorov::ks_critical_value(thresholds.alpha, n, m),
+        psi,
+        psi_no_drift_quantile: psi::psi_no_drift_quantile(
+            thresholds.psi_bins,
+            n,
+            m,
+            thresholds.alpha,
+        ),
+        wasserstein,
+        wasserstein_normalized: match (wasserstein, reference_std) {
+            (Some(w), Some(s)) if s > 0.0 && s.is_finite() => Some(w / s),
+            _ => None,
+        },
+    }
+}
+
+/// Compares two categorical count tables (category → count).
+#[must_use]
+pub fn compare_categorical(
+    reference: &BTreeMap<String, f64>,
+    current: &BTreeMap<String, f64>,
+    thresholds: &Thresholds,
+) -> CategoricalComparison {
+    let (_, r, c) = categorical::align(reference, current);
+    let (chi_square, dof, p_value) = categorical::chi_square(&r, &c);
+    let (n, m) = (r.iter().sum::<f64>() as u64, c.iter().sum::<f64>() as u64);
+    CategoricalComparison {
+        n_reference: n,
+        n_current: m,
+        chi_square,
+        degrees_of_freedom: dof,
+        p_value,
+        psi: categorical::categorical_psi(&r, &c, thresholds.psi_epsilon),
+        psi_no_drift_quantile: psi::psi_no_drift_quantile(r.len().max(2), n, m, thresholds.alpha),
+        jensen_shannon: categorical::jensen_shannon(&r, &c),
+    }
+}
+
+/// Verdicts for a set of features compared together (p-values are adjusted across them).
+#[must_use]
+pub fn assess(features: Vec<(String, Comparison)>, thresholds: &Thresholds) -> Vec<FeatureDrift> {
+    // For a drift claim, the least significant p-value the error bound allows; for a
+    // no-drift claim, the most significant.
+    let p_claim: Vec<f64> = features
+        .iter()
+        .map(|(_, c)| match c {
+            Comparison::Numeric(n) => n.p_value_range.1,
+            Comparison::Categorical(c) => c.p_value,
+        })
+        .collect();
+    let p_clear: Vec<f64> = features
+        .iter()
+        .map(|(_, c)| match c {
+            Comparison::Numeric(n) => n.p_value_range.0,
+            Comparison::Categorical(c) => c.p_value,
+        })
+        .collect();
+    let adjusted_claim = multiple::benjamini_hochberg(&p_claim);
+    let adjusted_clear = multiple::benjamini_hochberg(&p_clear);
+    features
+        .into_iter()
+        .enumerate()
+        .map(|(i, (feature, comparison))| {
+            let t = thresholds;
+            let (verdict, hint) = match &comparison {
+                Comparison::Numeric(n) => {
+                    let ks_drift = adjusted_claim[i] < t.alpha && n.ks - n.ks_error_bound >= t.ks_min_effect;
+                    let ks_clear = adjusted_clear[i] >= t.alpha || n.ks + n.ks_error_bound < t.ks_min_effect;
+                    let psi_above = n.psi > n.psi_no_drift_quantile;
+                    if ks_drift || (psi_above && n.psi >= t.psi_drift) {
+                        (Verdict::Drift, None)
+                    } else if psi_above && n.psi >= t.psi_warning {
+                        (Verdict::Warning, None)
+                    } else if !ks_clear {
+                        (
+                            Verdict::Inconclusive,
+                            Some(format!(
+                                "KS D = {:.4} ± {:.4} straddles the decision: raise the sketch's k (or use exact statistics)",
+                                n.ks, n.ks_error_bound
+                            )),
+                        )
+                    } else {
+                        (Verdict::None, None)
+                    }
+                }
+                Comparison::Categorical(c) => {
+                    let psi_above = c.psi > c.psi_no_drift_quantile;
+                    if (adjusted_claim[i] < t.alpha && c.jensen_shannon >= t.js_min_effect) || (psi_above && c.psi >= t.psi_drift) {
+                        (Verdict::Drift, None)
+                    } else if psi_above && c.psi >= t.psi_warning {
+                        (Verdict::Warning, None)
+                    } else {
+                        (Verdict::None, None)
+                    }
+                }
+            };
+            FeatureDrift { feature, comparison, adjusted_p_value: adjusted_claim[i], verdict, hint }
+        })
+        .collect()
+}
