@@ -36,6 +36,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two CSV files column by column: KS (with its error bound), PSI, Wasserstein,
+    /// chi-square, and a verdict per column. Memory stays bounded (sketches) unless --exact.
+    Drift {
+        /// The reference window (for example the model's training data), CSV with a header.
+        #[arg(long)]
+        reference: PathBuf,
+        /// The current window, CSV with the same columns.
+        #[arg(long)]
+        current: PathBuf,
+        /// Only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// Treat these columns as numeric (a non-number is then an error).
+        #[arg(long, value_delimiter = ',')]
+        numeric: Vec<String>,
+        /// Treat these columns as categorical.
+        #[arg(long, value_delimiter = ',')]
+        categorical: Vec<String>,
+        /// Keep all values and compute exact statistics (memory grows with the files).
+        #[arg(long)]
+        exact: bool,
+        /// Sketch accuracy: larger k, smaller rank error (default 1024).
+        #[arg(long)]
+        k: Option<u16>,
+        /// Significance level after Benjamini-Hochberg over the columns.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Smallest KS D that counts as drift.
+        #[arg(long, default_value_t = 0.1)]
+        min_effect: f64,
+        /// One JSON object per column, one per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what modelgate does on embedded defaults.
     Demo {
         /// How many synthetic keys to route.
@@ -56,6 +90,27 @@ fn main() -> ExitCode {
             keys_from,
             json,
         } => route(&config, key.as_deref(), keys_from.as_deref(), json),
+        Command::Drift {
+            reference,
+            current,
+            columns,
+            numeric,
+            categorical,
+            exact,
+            k,
+            alpha,
+            min_effect,
+            json,
+        } => {
+            let options = modelgate::drift::table::TableOptions {
+                columns,
+                numeric,
+                categorical,
+                exact,
+                k,
+            };
+            drift(&reference, &current, &options, alpha, min_effect, json)
+        }
         Command::Demo { keys } => demo(keys),
     };
     match result {
@@ -150,6 +205,121 @@ fn print_assignment(
         )
     };
     writeln!(out, "{line}").map_err(|e| format!("cannot write output: {e}"))
+}
+
+fn drift(
+    reference: &Path,
+    current: &Path,
+    options: &modelgate::drift::table::TableOptions,
+    alpha: f64,
+    min_effect: f64,
+    json: bool,
+) -> Result<(), String> {
+    use modelgate::drift::{Comparison, Thresholds, table};
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err(format!("--alpha must be in (0, 1), got {alpha}"));
+    }
+    if !(0.0..=1.0).contains(&min_effect) {
+        return Err(format!("--min-effect must be in [0, 1], got {min_effect}"));
+    }
+    let thresholds = Thresholds {
+        alpha,
+        ks_min_effect: min_effect,
+        ..Thresholds::default()
+    };
+    let r = table::profile_file(reference, options).map_err(|e| e.to_string())?;
+    let c = table::profile_file(current, options).map_err(|e| e.to_string())?;
+    let results = table::compare(&r, &c, &thresholds).map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let write_err = |e: std::io::Error| format!("cannot write output: {e}");
+    if !json {
+        writeln!(
+            out,
+            "reference {} ({} rows) vs current {} ({} rows){}",
+            r.file,
+            r.rows,
+            c.file,
+            c.rows,
+            if options.exact { ", exact" } else { "" }
+        )
+        .map_err(write_err)?;
+        writeln!(
+            out,
+            "{:<28} {:<12} {:>16} {:>10} {:>10} {:>9} {:>9}  verdict",
+            "column", "kind", "KS D ± bound", "p", "adj. p", "PSI", "W1/sd"
+        )
+        .map_err(write_err)?;
+    }
+    for result in &results {
+        let d = &result.drift;
+        if json {
+            let mut object = serde_json::json!({
+                "column": result.column,
+                "kind": result.kind,
+                "verdict": d.verdict.as_str(),
+                "adjusted_p_value": d.adjusted_p_value,
+                "hint": d.hint,
+            });
+            match &d.comparison {
+                Comparison::Numeric(n) => {
+                    object["ks"] = n.ks.into();
+                    object["ks_error_bound"] = n.ks_error_bound.into();
+                    object["p_value"] = n.p_value.into();
+                    object["psi"] = n.psi.into();
+                    object["psi_no_drift_quantile"] = n.psi_no_drift_quantile.into();
+                    object["wasserstein"] = serde_json::json!(n.wasserstein_normalized);
+                    object["wasserstein_raw"] = serde_json::json!(n.wasserstein);
+                    object["n_reference"] = n.n_reference.into();
+                    object["n_current"] = n.n_current.into();
+                }
+                Comparison::Categorical(k) => {
+                    object["ks"] = serde_json::Value::Null;
+                    object["ks_error_bound"] = serde_json::Value::Null;
+                    object["p_value"] = k.p_value.into();
+                    object["psi"] = k.psi.into();
+                    object["psi_no_drift_quantile"] = k.psi_no_drift_quantile.into();
+                    object["wasserstein"] = serde_json::Value::Null;
+                    object["chi_square"] = k.chi_square.into();
+                    object["jensen_shannon"] = k.jensen_shannon.into();
+                    object["n_reference"] = k.n_reference.into();
+                    object["n_current"] = k.n_current.into();
+                }
+            }
+            writeln!(out, "{object}").map_err(write_err)?;
+        } else {
+            let line = match &d.comparison {
+                Comparison::Numeric(n) => format!(
+                    "{:<28} {:<12} {:>16} {:>10.3e} {:>10.3e} {:>9.4} {:>9}  {}",
+                    result.column,
+                    "numeric",
+                    format!("{:.4} ± {:.4}", n.ks, n.ks_error_bound),
+                    n.p_value,
+                    d.adjusted_p_value,
+                    n.psi,
+                    n.wasserstein_normalized
+                        .map_or("-".into(), |w| format!("{w:.4}")),
+                    d.verdict.as_str()
+                ),
+                Comparison::Categorical(k) => format!(
+                    "{:<28} {:<12} {:>16} {:>10.3e} {:>10.3e} {:>9.4} {:>9}  {}",
+                    result.column,
+                    "categorical",
+                    format!("JS {:.4}", k.jensen_shannon),
+                    k.p_value,
+                    d.adjusted_p_value,
+                    k.psi,
+                    "-",
+                    d.verdict.as_str()
+                ),
+            };
+            writeln!(out, "{line}").map_err(write_err)?;
+            if let Some(hint) = &d.hint {
+                writeln!(out, "    hint: {hint}").map_err(write_err)?;
+            }
+        }
+    }
+    out.flush().map_err(write_err)
 }
 
 const DEMO_CONFIG: &str = include_str!("../../examples/experiments.toml");

@@ -17,11 +17,13 @@
 //!   `inconclusive`, with the hint to raise the sketch's `k`.
 
 pub mod categorical;
+pub mod csv;
 pub mod distance;
 pub mod distribution;
 pub mod kolmogorov;
 pub mod multiple;
 pub mod psi;
+pub mod table;
 
 use std::collections::BTreeMap;
 

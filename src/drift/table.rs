@@ -1,0 +1,343 @@
+//! Drift between two CSV files: stream each through per-column profiles (sketches, or exact
+//! samples with `exact`), then compare column by column.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::csv::CsvReader;
+use super::distribution::{Distribution1d, ExactSample};
+use super::{Comparison, FeatureDrift, Thresholds, assess, compare_categorical, compare_numeric};
+use crate::metrics::Moments;
+use crate::sketch::{CategoricalProfile, KllSketch};
+
+/// Whether a column is compared as numbers or as categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// Numbers: KS, PSI, Wasserstein.
+    Numeric,
+    /// Categories: chi-square, PSI, Jensen-Shannon.
+    Categorical,
+}
+
+/// How to read the tables.
+#[derive(Debug, Clone, Default)]
+pub struct TableOptions {
+    /// Compare only these columns (default: every column of the reference).
+    pub columns: Option<Vec<String>>,
+    /// Columns forced to be numeric (a value that is not a number is then an error).
+    pub numeric: Vec<String>,
+    /// Columns forced to be categorical.
+    pub categorical: Vec<String>,
+    /// Keep every value and compute exact statistics (memory grows with the file).
+    pub exact: bool,
+    /// Sketch accuracy parameter (default: the sketch's default).
+    pub k: Option<u16>,
+}
+
+/// A bad table, naming the file, the line and the column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct TableError {
+    /// The file.
+    pub file: String,
+    /// The line, when the problem has one.
+    pub line: Option<u64>,
+    /// What is wrong (with the column's name when it concerns one).
+    pub reason: String,
+}
+
+/// One column's profile.
+#[derive(Debug)]
+pub struct ColumnProfile {
+    /// Column name.
+    pub name: String,
+    forced: Option<ColumnKind>,
+    all_numeric: bool,
+    missing: u64,
+    sketch: KllSketch,
+    exact: Option<Vec<f64>>,
+    moments: Moments,
+    categories: CategoricalProfile,
+}
+
+impl ColumnProfile {
+    fn new(name: &str, forced: Option<ColumnKind>, options: &TableOptions) -> Result<Self, String> {
+        let sketch = match options.k {
+            Some(k) => KllSketch::new(k).map_err(|e| e.to_string())?,
+            None => KllSketch::default(),
+        };
+        Ok(ColumnProfile {
+            name: name.to_owned(),
+            forced,
+            all_numeric: true,
+            missing: 0,
+            sketch,
+            exact: options.exact.then(Vec::new),
+            moments: Moments::default(),
+            categories: CategoricalProfile::default(),
+        })
+    }
+
+    fn update(&mut self, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        if value.is_empty() {
+            self.missing += 1;
+            return Ok(());
+        }
+        if self.forced != Some(ColumnKind::Categorical) {
+            match value.parse::<f64>() {
+                Ok(x) if x.is_nan() => self.missing += 1,
+                Ok(x) => {
+                    self.sketch.update(x);
+                    if let Some(exact) = &mut self.exact {
+                        exact.push(x);
+                    }
+                    if x.is_finite() {
+                        self.moments.push(x);
+                    }
+                }
+                Err(_) if self.forced == Some(ColumnKind::Numeric) => {
+                    return Err(format!("column `{}`: `{value}` is not a number", self.name));
+                }
+                Err(_) => self.all_numeric = false,
+            }
+        }
+        if self.forced != Some(ColumnKind::Numeric) {
+            self.categories.update(value);
+        }
+        Ok(())
+    }
+
+    /// The kind the column was read as: forced, else numeric when every non-empty value is a
+    /// number.
+    #[must_use]
+    pub fn kind(&self) -> ColumnKind {
+        self.forced.unwrap_or(if self.all_numeric {
+            ColumnKind::Numeric
+        } else {
+            ColumnKind::Categorical
+        })
+    }
+
+    /// Missing values (empty fields and NaN).
+    #[must_use]
+    pub fn missing(&self) -> u64 {
+        self.missing
+    }
+}
+
+/// The profiles of a table's columns.
+#[derive(Debug)]
+pub struct TableProfile {
+    /// The file it was read from.
+    pub file: String,
+    /// Data rows.
+    pub rows: u64,
+    /// Columns, in file order (only the selected ones).
+    pub columns: Vec<ColumnProfile>,
+}
+
+/// Streams a CSV file (header row first) into column profiles.
+///
+/// # Errors
+/// [`TableError`] for an unreadable or empty file, a ragged row, a selected column missing
+/// from the header, or a non-number in a forced numeric column.
+pub fn profile_file(path: &Path, options: &TableOptions) -> Result<TableProfile, TableError> {
+    let file = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| TableError {
+        file: file.clone(),
+        line: None,
+        reason: format!("cannot open: {e}"),
+    })?;
+    profile_reader(std::io::BufReader::new(f), &file, options)
+}
+
+/// Like [`profile_file`], over any reader.
+///
+/// # Errors
+/// As [`profile_file`].
+pub fn profile_reader<R: BufRead>(
+    input: R,
+    file: &str,
+    options: &TableOptions,
+) -> Result<TableProfile, TableError> {
+    let err = |line: Option<u64>, reason: String| TableError {
+        file: file.to_owned(),
+        line,
+        reason,
+    };
+    let mut reader = CsvReader::new(input);
+    let mut fields = Vec::new();
+    if !reader
+        .read_record(&mut fields)
+        .map_err(|e| err(Some(e.line), e.reason))?
+    {
+        return Err(err(
+            None,
+            "the file is empty: a header row is required".into(),
+        ));
+    }
+    let header = fields.clone();
+    let wanted: Vec<usize> = match &options.columns {
+        None => (0..header.len()).collect(),
+        Some(columns) => columns
+            .iter()
+            .map(|c| {
+                header
+                    .iter()
+                    .position(|h| h == c)
+                    .ok_or_else(|| err(Some(1), format!("column `{c}` is not in the header")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut columns = Vec::with_capacity(wanted.len());
+    for &i in &wanted {
+        let name = &header[i];
+        let forced = if options.numeric.contains(name) {
+            Some(ColumnKind::Numeric)
+        } else if options.categorical.contains(name) {
+            Some(ColumnKind::Categorical)
+        } else {
+            None
+        };
+        columns
+            .push(ColumnProfile::new(name, forced, options).map_err(|reason| err(None, reason))?);
+    }
+    let mut rows = 0u64;
+    while reader
+        .read_record(&mut fields)
+        .map_err(|e| err(Some(e.line), e.reason))?
+    {
+        if fields.len() == 1 && fields[0].is_empty() {
+            continue; // blank line
+        }
+        if fields.len() != header.len() {
+            return Err(err(
+                Some(reader.line()),
+                format!(
+                    "{} fields where the header has {}",
+                    fields.len(),
+                    header.len()
+                ),
+            ));
+        }
+        for (column, &i) in columns.iter_mut().zip(&wanted) {
+            column
+                .update(&fields[i])
+                .map_err(|reason| err(Some(reader.line()), reason))?;
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        return Err(err(None, "the file has a header but no data rows".into()));
+    }
+    Ok(TableProfile {
+        file: file.to_owned(),
+        rows,
+        columns,
+    })
+}
+
+/// One column's result, as the CLI prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDrift {
+    /// Column name.
+    pub column: String,
+    /// How it was compared.
+    pub kind: ColumnKind,
+    /// The statistics and verdict.
+    #[serde(flatten)]
+    pub drift: FeatureDrift,
+}
+
+/// Compares every column of `reference` with the same column of `current`.
+///
+/// # Errors
+/// [`TableError`] when a reference column is missing from the current table.
+pub fn compare(
+    reference: &TableProfile,
+    current: &TableProfile,
+    thresholds: &Thresholds,
+) -> Result<Vec<ColumnDrift>, TableError> {
+    let mut features = Vec::with_capacity(reference.columns.len());
+    let mut kinds = Vec::with_capacity(reference.columns.len());
+    for r in &reference.columns {
+        let c = current
+            .columns
+            .iter()
+            .find(|c| c.name == r.name)
+            .ok_or_else(|| TableError {
+                file: current.file.clone(),
+                line: None,
+                reason: format!("column `{}` of the reference is missing", r.name),
+            })?;
+        let kind = match (r.kind(), c.kind()) {
+            (ColumnKind::Numeric, ColumnKind::Numeric) => ColumnKind::Numeric,
+            _ => ColumnKind::Categorical,
+        };
+        let comparison = match kind {
+            ColumnKind::Numeric => {
+                let std = r.moments.variance().map(f64::sqrt);
+                match (&r.exact, &c.exact) {
+                    (Some(a), Some(b)) => {
+                        let (a, b) = (ExactSample::new(a.clone()), ExactSample::new(b.clone()));
+                        Comparison::Numeric(compare_numeric(&a, &b, std, thresholds))
+                    }
+                    _ => {
+                        Comparison::Numeric(compare_numeric(&r.sketch, &c.sketch, std, thresholds))
+                    }
+                }
+            }
+            ColumnKind::Categorical => {
+                let counts = |p: &ColumnProfile| -> BTreeMap<String, f64> {
+                    p.categories
+                        .frequencies()
+                        .into_iter()
+                        .map(|(k, v)| (k, v as f64))
+                        .collect()
+                };
+                Comparison::Categorical(compare_categorical(&counts(r), &counts(c), thresholds))
+            }
+        };
+        kinds.push(kind);
+        features.push((r.name.clone(), comparison));
+    }
+    Ok(assess(features, thresholds)
+        .into_iter()
+        .zip(kinds)
+        .map(|(drift, kind)| ColumnDrift {
+            column: drift.feature.clone(),
+            kind,
+            drift,
+        })
+        .collect())
+}
+
+impl Distribution1d for KllSketch {
+    fn count(&self) -> u64 {
+        KllSketch::count(self)
+    }
+    fn cdf(&self, x: f64) -> f64 {
+        KllSketch::cdf(self, x)
+    }
+    fn quantile(&self, q: f64) -> Option<f64> {
+        KllSketch::quantile(self, q)
+    }
+    fn support(&self) -> Vec<f64> {
+        let mut values: Vec<f64> = self.retained_values();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        values
+    }
+    fn rank_error(&self) -> f64 {
+        if self.is_exact() {
+            0.0
+        } else {
+            self.normalized_rank_error()
+        }
+    }
+}
