@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::metrics::FeatureValue;
 use crate::metrics::{ErrorKind, Metrics, Rejection, Rejections, VariantMetrics};
 use crate::model::{ModelGuard, ModelSlot, Versioned};
 use crate::route::{
@@ -94,15 +95,6 @@ impl Default for Limits {
             max_recording_threads: 512,
         }
     }
-}
-
-/// A value of one feature in a recorded row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum FeatureValue<'a> {
-    /// A number (NaN means missing).
-    Number(f64),
-    /// A category.
-    Category(&'a str),
 }
 
 /// An outcome that arrives after the request (a click, a label, a revenue figure).
@@ -279,7 +271,14 @@ impl<M: Send + Sync + 'static> AgentBuilder<M> {
             slots: (0..self.limits.max_variants)
                 .map(|_| ModelSlot::empty())
                 .collect(),
-            metrics: Metrics::new(self.limits.max_variants, self.limits.max_recording_threads),
+            metrics: Metrics::with_features(
+                self.limits.max_variants,
+                self.limits.max_recording_threads,
+                self.features
+                    .iter()
+                    .map(|f| f.kind == FeatureKind::Numeric)
+                    .collect(),
+            ),
             features: self.features,
             models: Mutex::new(models),
             window: Mutex::new(Window {
@@ -424,16 +423,15 @@ impl<M: Send + Sync + 'static> Agent<M> {
         }
     }
 
-    /// Records one row of input features for `decision`; a row whose length differs from the
-    /// schema is rejected and counted.
+    /// Records one row of input features for `decision` into the variant's feature
+    /// sketches (KLL quantiles for numeric features, counts for categorical ones). A row
+    /// whose length differs from the schema is rejected and counted; a value of the wrong
+    /// kind counts as missing.
     #[inline]
     pub fn record_features(&self, decision: &Decision<M>, row: &[FeatureValue<'_>]) {
-        let Some(v) = decision.variant else { return };
-        if row.len() != self.features.len() {
-            self.metrics.reject(Rejection::OverLimit);
-            return;
+        if let Some(v) = decision.variant {
+            self.metrics.record_features(v.0 as usize, row);
         }
-        self.metrics.record_feature_row(v.0 as usize);
     }
 
     /// Replaces the experiments config (one atomic swap; requests in flight finish on the old
@@ -513,6 +511,7 @@ impl<M: Send + Sync + 'static> Agent<M> {
             unknown_variant: rejections_now.unknown_variant - before.unknown_variant,
             non_finite_value: rejections_now.non_finite_value - before.non_finite_value,
             over_limit: rejections_now.over_limit - before.over_limit,
+            schema_mismatch: rejections_now.schema_mismatch - before.schema_mismatch,
         };
         let mut experiments: Vec<ExperimentSnapshot> = Vec::new();
         let mut index: HashMap<u32, usize> = HashMap::new();

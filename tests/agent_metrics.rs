@@ -210,11 +210,15 @@ fn bad_input_is_counted_not_stored() {
     assert_eq!(s.rejections.unknown_experiment, 1);
     assert_eq!(s.rejections.unknown_variant, 1);
     assert_eq!(s.rejections.non_finite_value, 3);
-    assert_eq!(s.rejections.over_limit, 1);
+    assert_eq!(s.rejections.schema_mismatch, 1);
+    assert_eq!(s.rejections.over_limit, 0);
     let v = &s.experiments[0].variants[0];
     assert_eq!(v.metrics.outcome.count, 0);
     assert_eq!(v.metrics.feature_rows, 1);
-    assert_eq!(v.metrics.predictions.count, 1);
+    assert_eq!(v.metrics.predictions.as_ref().map(|p| p.count()), Some(1));
+    assert_eq!(v.metrics.features.len(), 2);
+    assert_eq!(v.metrics.features[0].missing(), 1, "NaN counts as missing");
+    assert_eq!(v.metrics.features[1].count(), 1);
     assert!(v.model.is_some());
     // The next window starts clean.
     assert_eq!(agent.snapshot().rejections.non_finite_value, 0);
@@ -243,4 +247,58 @@ fn swapping_a_model_reaches_new_requests_and_snapshots() {
     agent.record(&after, Duration::from_micros(1), Ok(()));
     let s = agent.snapshot();
     assert_eq!(s.experiments[0].variants[0].model.as_deref(), Some("r@9"));
+}
+
+#[test]
+fn feature_and_prediction_sketches_merge_across_threads_and_windows() {
+    use modelgate::drift::Distribution1d;
+    use modelgate::sketch::FeatureProfile;
+    let agent = Arc::new(agent());
+    let ranker = agent.experiment("ranker").expect("configured");
+    let mut snapshots = Vec::new();
+    let threads: Vec<_> = (0..3u64)
+        .map(|t| {
+            let agent = agent.clone();
+            std::thread::spawn(move || {
+                let d = agent.route(ranker, "qa-fixed-key");
+                for i in 0..50_000u64 {
+                    let price = (t * 50_000 + i) as f64;
+                    let country = ["FR", "DE", "IT"][(i % 3) as usize];
+                    agent.record_features(
+                        &d,
+                        &[FeatureValue::Number(price), FeatureValue::Category(country)],
+                    );
+                    agent.record_prediction(&d, price / 150_000.0);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        snapshots.push(agent.snapshot());
+    }
+    threads.into_iter().for_each(|t| t.join().expect("thread"));
+    snapshots.push(agent.snapshot());
+    let all = totals(&snapshots);
+    let m = all
+        .values()
+        .find(|m| m.feature_rows > 0)
+        .expect("a variant with rows");
+    assert_eq!(m.feature_rows, 150_000);
+    let FeatureProfile::Numeric(price) = &m.features[0] else {
+        panic!("price is numeric")
+    };
+    assert_eq!(price.count(), 150_000);
+    // Values 0..150,000 exactly once each: the median is within the sketch's rank error.
+    let sketch = price.sketch();
+    let median = sketch.quantile(0.5).expect("values");
+    assert!(
+        (median / 150_000.0 - 0.5).abs() <= sketch.rank_error() + 1e-9,
+        "median {median}"
+    );
+    let FeatureProfile::Categorical(country) = &m.features[1] else {
+        panic!("country is categorical")
+    };
+    // i % 3 == 0 for 16,667 of 0..50,000, in each of 3 threads.
+    assert_eq!(country.frequencies().get("FR"), Some(&(3 * 16_667)));
+    assert_eq!(m.predictions.as_ref().map(|p| p.count()), Some(150_000));
 }

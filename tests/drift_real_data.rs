@@ -122,8 +122,7 @@ fn random_halves_of_one_window_raise_no_alarm() {
         (i as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .rotate_left(17)
-            % 2
-            == 0
+            .is_multiple_of(2)
     };
     let a = window(&dir, "a.csv", 35_312, 45_312, pick);
     let b = window(&dir, "b.csv", 35_312, 45_312, |i| !pick(i));

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use histogram::{BUCKETS as LATENCY_BUCKETS, LatencyHistogram, bucket_of, bucket_value};
 pub use moments::Moments;
 
-use shard::ShardPool;
+use shard::{Profiles, ShardPool};
+
+use crate::sketch::FeatureProfile;
 
 /// Number of error kinds.
 pub const ERROR_KINDS: usize = 6;
@@ -141,10 +143,15 @@ pub struct VariantMetrics {
     pub binary: BinaryOutcome,
     /// Continuous outcomes.
     pub outcome: Moments,
-    /// The model's predictions (a count, mean and variance; sketches plug in here later).
-    pub predictions: Moments,
     /// Feature rows recorded.
     pub feature_rows: u64,
+    /// Sketch of the model's predictions (count, mean, variance and KLL quantiles), when any
+    /// were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<FeatureProfile>,
+    /// Sketches of the input features, in schema order, when any rows were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeatureProfile>,
 }
 
 impl VariantMetrics {
@@ -154,11 +161,13 @@ impl VariantMetrics {
         self.requests == 0
             && self.binary.trials == 0
             && self.outcome.count == 0
-            && self.predictions.count == 0
             && self.feature_rows == 0
+            && self.predictions.as_ref().is_none_or(|p| p.count() == 0)
     }
 
-    /// Adds another window's metrics (exact: counters add, histograms add, moments merge).
+    /// Adds another window's metrics (exact: counters add, histograms add, moments merge;
+    /// sketches merge within their error bound). Feature sketches of another schema length
+    /// are left out rather than mixed.
     pub fn merge(&mut self, other: &VariantMetrics) {
         self.requests += other.requests;
         self.errors.add(&other.errors);
@@ -166,8 +175,21 @@ impl VariantMetrics {
         self.binary.successes += other.binary.successes;
         self.binary.trials += other.binary.trials;
         self.outcome = self.outcome.merge(&other.outcome);
-        self.predictions = self.predictions.merge(&other.predictions);
         self.feature_rows += other.feature_rows;
+        match (self.predictions.as_mut(), other.predictions.as_ref()) {
+            (Some(mine), Some(theirs)) => {
+                let _ = mine.merge(theirs);
+            }
+            (None, Some(theirs)) => self.predictions = Some(theirs.clone()),
+            _ => {}
+        }
+        if self.features.is_empty() {
+            self.features.clone_from(&other.features);
+        } else if self.features.len() == other.features.len() {
+            for (mine, theirs) in self.features.iter_mut().zip(&other.features) {
+                let _ = mine.merge(theirs);
+            }
+        }
     }
 }
 
@@ -182,10 +204,13 @@ pub struct Rejections {
     pub non_finite_value: u64,
     /// More recording threads than the shard limit, or a variant id past the variant limit.
     pub over_limit: u64,
+    /// A feature row whose length differs from the feature schema.
+    #[serde(default)]
+    pub schema_mismatch: u64,
 }
 
 #[derive(Default)]
-struct RejectionCounters([AtomicU64; 4]);
+struct RejectionCounters([AtomicU64; 5]);
 
 /// Cumulative totals of one variant, as of the previous collect.
 #[derive(Clone)]
@@ -197,7 +222,6 @@ struct Totals {
     successes: u64,
     trials: u64,
     outcome: Moments,
-    prediction: Moments,
     feature_rows: u64,
 }
 
@@ -211,7 +235,6 @@ impl Default for Totals {
             successes: 0,
             trials: 0,
             outcome: Moments::default(),
-            prediction: Moments::default(),
             feature_rows: 0,
         }
     }
@@ -224,6 +247,7 @@ impl Default for Totals {
 /// per variant for [`Metrics::collect`]. It does not grow with the number of requests.
 pub struct Metrics {
     pool: ShardPool,
+    numeric_features: Vec<bool>,
     max_variants: usize,
     previous: Mutex<HashMap<usize, Totals>>,
     rejected: RejectionCounters,
@@ -242,7 +266,15 @@ impl Metrics {
     /// threads at once (records from further threads are counted as rejected).
     #[must_use]
     pub fn new(max_variants: usize, max_shards: usize) -> Self {
+        Self::with_features(max_variants, max_shards, Vec::new())
+    }
+
+    /// Like [`Metrics::new`], with a feature schema: `numeric[i]` tells whether feature `i` is
+    /// numeric (else categorical).
+    #[must_use]
+    pub fn with_features(max_variants: usize, max_shards: usize, numeric: Vec<bool>) -> Self {
         Metrics {
+            numeric_features: numeric,
             pool: ShardPool::new(max_variants, max_shards),
             max_variants,
             previous: Mutex::new(HashMap::new()),
@@ -287,24 +319,43 @@ impl Metrics {
         self.with_cells(variant, |c| c.record_outcome(value));
     }
 
-    /// Records a prediction value; NaN and infinities are counted as rejected.
+    /// Records a prediction value into the variant's prediction sketch; NaN and infinities
+    /// are counted as rejected.
     #[inline]
     pub fn record_prediction(&self, variant: usize, value: f64) {
         if !value.is_finite() {
             self.reject(Rejection::NonFinite);
             return;
         }
-        self.with_cells(variant, |c| c.record_prediction(value));
+        let numeric = &self.numeric_features;
+        self.with_cells(variant, |c| {
+            c.with_profiles(numeric, |p| p.prediction.update_number(value))
+        });
     }
 
-    /// Records that one feature row was seen (the seam where feature sketches plug in).
+    /// Records one row of input features into the variant's feature sketches. A row of the
+    /// wrong length is counted as rejected; a value of the wrong kind counts as missing.
     #[inline]
-    pub fn record_feature_row(&self, variant: usize) {
+    pub fn record_features(&self, variant: usize, row: &[FeatureValue<'_>]) {
+        if row.len() != self.numeric_features.len() {
+            self.reject(Rejection::SchemaMismatch);
+            return;
+        }
+        let numeric = &self.numeric_features;
         self.with_cells(variant, |c| {
             c.feature_rows.store(
                 c.feature_rows.load(Ordering::Relaxed) + 1,
                 Ordering::Relaxed,
             );
+            c.with_profiles(numeric, |p| {
+                for (profile, value) in p.features.iter_mut().zip(row) {
+                    match *value {
+                        FeatureValue::Number(x) => profile.update_number(x),
+                        FeatureValue::Category(v) => profile.update_category(v),
+                        FeatureValue::Missing => profile.update_missing(),
+                    }
+                }
+            });
         });
     }
 
@@ -322,6 +373,7 @@ impl Metrics {
             unknown_variant: r(1),
             non_finite_value: r(2),
             over_limit: r(3),
+            schema_mismatch: r(4),
         }
     }
 
@@ -334,6 +386,7 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let shards = self.pool.all();
         let mut current: HashMap<usize, Totals> = HashMap::new();
+        let mut profiles: HashMap<usize, Profiles> = HashMap::new();
         for shard in &shards {
             for variant in 0..shard.capacity() {
                 let Some(cells) = shard.existing(variant) else {
@@ -353,7 +406,33 @@ impl Metrics {
                 t.successes += locked.successes;
                 t.trials += locked.trials;
                 t.outcome = t.outcome.merge(&locked.outcome);
-                t.prediction = t.prediction.merge(&locked.prediction);
+                // Sketches are taken, not read: each value lands in exactly one collect. The
+                // replacement is allocated here, on the collecting thread.
+                let fresh = Profiles::new(&self.numeric_features);
+                let taken = {
+                    let mut guard = cells
+                        .profiles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if guard.is_some() {
+                        guard.replace(fresh)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(p) = taken {
+                    match profiles.get_mut(&variant) {
+                        Some(slot) => {
+                            let _ = slot.prediction.merge(&p.prediction);
+                            for (mine, theirs) in slot.features.iter_mut().zip(&p.features) {
+                                let _ = mine.merge(theirs);
+                            }
+                        }
+                        None => {
+                            profiles.insert(variant, p);
+                        }
+                    }
+                }
             }
         }
         let mut out = Vec::new();
@@ -382,9 +461,19 @@ impl Metrics {
                     trials: now.trials - before.trials,
                 },
                 outcome: now.outcome.since(&before.outcome),
-                predictions: now.prediction.since(&before.prediction),
                 feature_rows: now.feature_rows - before.feature_rows,
+                predictions: None,
+                features: Vec::new(),
             };
+            let mut delta = delta;
+            if let Some(p) = profiles.remove(&variant) {
+                if p.prediction.count() > 0 {
+                    delta.predictions = Some(p.prediction);
+                }
+                if p.features.iter().any(|f| f.count() + f.missing() > 0) {
+                    delta.features = p.features;
+                }
+            }
             if !delta.is_empty() {
                 out.push((variant, delta));
             }
@@ -405,4 +494,17 @@ pub enum Rejection {
     NonFinite = 2,
     /// Past the shard or variant limit.
     OverLimit = 3,
+    /// A feature row that does not fit the schema.
+    SchemaMismatch = 4,
+}
+
+/// A value of one feature in a recorded row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FeatureValue<'a> {
+    /// A number (NaN counts as missing).
+    Number(f64),
+    /// A category.
+    Category(&'a str),
+    /// No value.
+    Missing,
 }

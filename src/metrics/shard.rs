@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use super::histogram::BUCKETS;
 use super::moments::Moments;
 use super::{ERROR_KINDS, ErrorKind};
+use crate::sketch::FeatureProfile;
 
 /// Adds `n` to a counter that only this thread writes: a load and a store, no locked
 /// instruction.
@@ -35,7 +36,34 @@ pub(crate) struct VariantCells {
     seq: AtomicU64,
     binary: [AtomicU64; 2],
     outcome: [AtomicU64; 3],
-    prediction: [AtomicU64; 3],
+    /// Feature and prediction sketches: too large for atomics, so behind a mutex that only
+    /// this shard's thread and the collector take (uncontended except during a collect).
+    pub(crate) profiles: std::sync::Mutex<Option<Profiles>>,
+}
+
+/// The sketches of one variant in one shard, since the last collect.
+#[derive(Debug, Clone)]
+pub(crate) struct Profiles {
+    pub(crate) features: Vec<FeatureProfile>,
+    pub(crate) prediction: FeatureProfile,
+}
+
+impl Profiles {
+    pub(crate) fn new(numeric: &[bool]) -> Self {
+        Profiles {
+            features: numeric
+                .iter()
+                .map(|&n| {
+                    if n {
+                        FeatureProfile::numeric()
+                    } else {
+                        FeatureProfile::categorical()
+                    }
+                })
+                .collect(),
+            prediction: FeatureProfile::numeric(),
+        }
+    }
 }
 
 /// What a reader copies out of the sequence-locked group.
@@ -44,7 +72,6 @@ pub(crate) struct Locked {
     pub(crate) successes: u64,
     pub(crate) trials: u64,
     pub(crate) outcome: Moments,
-    pub(crate) prediction: Moments,
 }
 
 impl VariantCells {
@@ -58,7 +85,7 @@ impl VariantCells {
             seq: AtomicU64::new(0),
             binary: std::array::from_fn(|_| AtomicU64::new(0)),
             outcome: std::array::from_fn(|_| AtomicU64::new(0)),
-            prediction: std::array::from_fn(|_| AtomicU64::new(0)),
+            profiles: std::sync::Mutex::new(None),
         }
     }
 
@@ -96,9 +123,14 @@ impl VariantCells {
         self.write_locked(|c| push_moments(&c.outcome, value));
     }
 
+    /// Runs `f` on this variant's sketches, creating them on first use.
     #[inline]
-    pub(crate) fn record_prediction(&self, value: f64) {
-        self.write_locked(|c| push_moments(&c.prediction, value));
+    pub(crate) fn with_profiles(&self, numeric: &[bool], f: impl FnOnce(&mut Profiles)) {
+        let mut guard = self
+            .profiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(guard.get_or_insert_with(|| Profiles::new(numeric)));
     }
 
     /// A consistent copy of the sequence-locked group.
@@ -113,7 +145,6 @@ impl VariantCells {
                 successes: self.binary[0].load(Ordering::Relaxed),
                 trials: self.binary[1].load(Ordering::Relaxed),
                 outcome: read_moments(&self.outcome),
-                prediction: read_moments(&self.prediction),
             };
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == before {
