@@ -7,6 +7,8 @@
 //! * `kll_merge`, `datasketches_kll_merge`: merge a sketch of 10^6 values into a clone of
 //!   another (the clone is not timed);
 //! * `kll_cdf`: one CDF query on a built sketch (sorted view cached);
+//! * `ks_from_sketches`: KS `D`, its error bound and p-value between two sketches of 10^6
+//!   values (one merge pass over both sorted views);
 //! * `numeric_profile_update`, `categorical_profile_update`: the agent's per-value cost for
 //!   one numeric feature (sketch plus moments) and one categorical feature.
 
@@ -151,6 +153,18 @@ fn bench_sketch(c: &mut Criterion) {
     });
     black_box(categorical.count());
 
+    // KS between two built sketches of 10^6 values: D, its error bound, the p-value.
+    group.bench_function("ks_from_sketches", |b| {
+        b.iter(|| {
+            let (d, bound) =
+                modelgate::drift::kolmogorov::ks_statistic(black_box(&a), black_box(&other));
+            black_box((
+                d,
+                bound,
+                modelgate::drift::kolmogorov::ks_p_value(d, a.count(), other.count()),
+            ))
+        })
+    });
     group.finish();
 }
 

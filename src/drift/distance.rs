@@ -11,18 +11,17 @@ pub fn wasserstein(a: &dyn Distribution1d, b: &dyn Distribution1d) -> Option<f64
     if a.count() == 0 || b.count() == 0 {
         return None;
     }
-    let mut points: Vec<f64> = a
-        .support()
-        .into_iter()
-        .chain(b.support())
-        .filter(|x| x.is_finite())
-        .collect();
-    points.sort_by(f64::total_cmp);
-    points.dedup();
+    let (sa, sb) = (a.steps(), b.steps());
     let mut total = 0.0;
-    for pair in points.windows(2) {
-        let gap = (a.cdf(pair[0]) - b.cdf(pair[0])).abs();
-        total += gap * (pair[1] - pair[0]);
+    let mut previous: Option<(f64, f64)> = None;
+    for (x, fa, fb) in super::kolmogorov::walk_steps(&sa, &sb) {
+        if let Some((px, gap)) = previous
+            && px.is_finite()
+            && x.is_finite()
+        {
+            total += gap * (x - px);
+        }
+        previous = Some((x, (fa - fb).abs()));
     }
     Some(total)
 }

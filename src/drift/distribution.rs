@@ -14,6 +14,37 @@ pub trait Distribution1d {
     fn support(&self) -> Vec<f64>;
     /// The bound on `|cdf(x) - true cdf(x)|` over all `x` (0 for exact data).
     fn rank_error(&self) -> f64;
+
+    /// The CDF as steps: `(value, cdf(value))` at each distinct value where it jumps,
+    /// ascending. The default asks [`Distribution1d::cdf`] at every support point;
+    /// implementations that hold a sorted view give it in one pass.
+    fn steps(&self) -> Vec<(f64, f64)> {
+        self.support()
+            .into_iter()
+            .map(|x| (x, self.cdf(x)))
+            .collect()
+    }
+}
+
+/// Steps of a sorted sequence with cumulative weights: the last cumulative weight of each
+/// distinct value, divided by the total.
+pub(crate) fn steps_from_sorted(
+    values: &[f64],
+    cumulative: impl Fn(usize) -> f64,
+    total: f64,
+) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(values.len());
+    if total <= 0.0 {
+        return out;
+    }
+    for (i, &v) in values.iter().enumerate() {
+        let c = cumulative(i) / total;
+        match out.last_mut() {
+            Some(last) if last.0 == v => last.1 = c,
+            _ => out.push((v, c)),
+        }
+    }
+    out
 }
 
 /// An exact sample: all values kept, sorted. For `--exact` and for tests.
@@ -67,5 +98,9 @@ impl Distribution1d for ExactSample {
 
     fn rank_error(&self) -> f64 {
         0.0
+    }
+
+    fn steps(&self) -> Vec<(f64, f64)> {
+        steps_from_sorted(&self.sorted, |i| (i + 1) as f64, self.sorted.len() as f64)
     }
 }

@@ -240,21 +240,47 @@ pub fn ks_critical_value(alpha: f64, n: u64, m: u64) -> f64 {
 }
 
 /// The KS statistic `D = sup |F_a(x) - F_b(x)|`, evaluated at every point where either CDF
-/// can jump, with its error bound (the sum of the two rank-error bounds).
+/// can jump (one merge pass over both step lists), with its error bound (the sum of the two
+/// rank-error bounds).
 #[must_use]
 pub fn ks_statistic(a: &dyn Distribution1d, b: &dyn Distribution1d) -> (f64, f64) {
+    let bound = a.rank_error() + b.rank_error();
     if a.count() == 0 || b.count() == 0 {
-        return (0.0, a.rank_error() + b.rank_error());
+        return (0.0, bound);
     }
-    let mut points = a.support();
-    points.extend(b.support());
-    points.sort_by(f64::total_cmp);
-    points.dedup();
-    let d = points
-        .iter()
-        .map(|&x| (a.cdf(x) - b.cdf(x)).abs())
+    let d = walk_steps(&a.steps(), &b.steps())
+        .map(|(_, fa, fb)| (fa - fb).abs())
         .fold(0.0, f64::max);
-    (d, a.rank_error() + b.rank_error())
+    (d, bound)
+}
+
+/// Walks two step lists together: for every point of either, in ascending order, yields
+/// `(x, F_a(x), F_b(x))`.
+pub(crate) fn walk_steps<'a>(
+    a: &'a [(f64, f64)],
+    b: &'a [(f64, f64)],
+) -> impl Iterator<Item = (f64, f64, f64)> + 'a {
+    let (mut i, mut j) = (0usize, 0usize);
+    let (mut fa, mut fb) = (0.0, 0.0);
+    std::iter::from_fn(move || {
+        let next_a = a.get(i).map(|s| s.0);
+        let next_b = b.get(j).map(|s| s.0);
+        let x = match (next_a, next_b) {
+            (Some(x), Some(y)) => x.min(y),
+            (Some(x), None) => x,
+            (None, Some(y)) => y,
+            (None, None) => return None,
+        };
+        if next_a == Some(x) {
+            fa = a[i].1;
+            i += 1;
+        }
+        if next_b == Some(x) {
+            fb = b[j].1;
+            j += 1;
+        }
+        Some((x, fa, fb))
+    })
 }
 
 #[cfg(test)]

@@ -340,4 +340,13 @@ impl Distribution1d for KllSketch {
             self.normalized_rank_error()
         }
     }
+    fn steps(&self) -> Vec<(f64, f64)> {
+        let view = self.sorted_view();
+        let cumulative = view.cumulative();
+        super::distribution::steps_from_sorted(
+            view.values(),
+            |i| cumulative[i] as f64,
+            view.total_weight() as f64,
+        )
+    }
 }

@@ -1,8 +1,9 @@
 //! Per-variant metrics: request and error counters, a latency histogram, late outcomes
-//! (binary and continuous), and prediction and feature hooks.
+//! (binary and continuous), and sketches of predictions and input features.
 //!
-//! Writers record into their thread's own shard ([`shard`]): no lock, no read-modify-write,
-//! no cache line shared with another writer. [`Metrics::collect`] merges the shards and
+//! Writers record into their thread's own shard: no lock, no read-modify-write, no cache
+//! line shared with another writer (feature and prediction sketches, too large for atomics,
+//! sit behind a mutex that only the owning thread and the collector take). [`Metrics::collect`] merges the shards and
 //! returns what was recorded since the previous collect: totals are read from monotone
 //! counters, so under concurrent recording no increment is lost or counted twice (a value
 //! recorded while a collect runs lands in this collect or the next).

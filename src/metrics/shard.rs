@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use super::histogram::BUCKETS;
 use super::moments::Moments;
 use super::{ERROR_KINDS, ErrorKind};
-use crate::sketch::FeatureProfile;
+use crate::sketch::{FeatureProfile, NumericProfile};
 
 /// Adds `n` to a counter that only this thread writes: a load and a store, no locked
 /// instruction.
@@ -48,6 +48,18 @@ pub(crate) struct Profiles {
     pub(crate) prediction: FeatureProfile,
 }
 
+static NEXT_SKETCH_SEED: AtomicU64 = AtomicU64::new(0x5eed);
+
+/// A numeric profile whose sketch has a seed of its own, so that the compaction coin flips
+/// of sketches merged together are independent.
+fn numeric_profile() -> FeatureProfile {
+    let seed = crate::hash::mix64(NEXT_SKETCH_SEED.fetch_add(1, Ordering::Relaxed));
+    match NumericProfile::with_seed(crate::sketch::DEFAULT_K, seed) {
+        Ok(p) => FeatureProfile::Numeric(p),
+        Err(_) => FeatureProfile::numeric(),
+    }
+}
+
 impl Profiles {
     pub(crate) fn new(numeric: &[bool]) -> Self {
         Profiles {
@@ -55,13 +67,13 @@ impl Profiles {
                 .iter()
                 .map(|&n| {
                     if n {
-                        FeatureProfile::numeric()
+                        numeric_profile()
                     } else {
                         FeatureProfile::categorical()
                     }
                 })
                 .collect(),
-            prediction: FeatureProfile::numeric(),
+            prediction: numeric_profile(),
         }
     }
 }

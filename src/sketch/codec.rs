@@ -1,21 +1,5 @@
-//! The compact binary encodings of sketches and profiles, and their validating decoders.
-//!
-//! Every encoding starts with a type tag byte and a version byte, then LEB128 varints for
-//! integers and little-endian IEEE 754 for `f64`:
-//!
-//! ```text
-//! KLL sketch           0xB1 1  k min_k count missing rng:u64 levels size*levels
-//!                              [min:f64 max:f64 when count > 0] item:f64*retained
-//! categorical profile  0xB2 1  max_distinct count missing entries (len utf8 count)*entries
-//! feature profile      0xB3 1  0 moments.count mean:f64 m2:f64 <KLL body>
-//!                            | 1 <categorical body>
-//! ```
-//!
-//! KLL items are stored level 0 first; categorical entries sorted by value, so an encoding
-//! is canonical. Decoding checks every length against the remaining input before
-//! allocating (an allocation is never larger than a small multiple of the input), then
-//! every invariant the types rely on (see [`KllSketch::from_parts`]); trailing bytes are
-//! an error. Hostile bytes give a [`SketchError`], never a panic.
+//! The compact binary encodings of sketches and profiles (layout in the module docs of
+//! `sketch`), and their validating decoders.
 
 use crate::metrics::Moments;
 

@@ -384,7 +384,7 @@ impl KllSketch {
         }
         self.sorted_view()
             .quantile(q)
-            .map(|v| v.clamp(self.min, self.max))
+            .map(|v| v.max(self.min).min(self.max))
     }
 
     /// The single-sided rank error this sketch guarantees with 99% confidence, as a

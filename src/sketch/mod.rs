@@ -17,10 +17,37 @@
 //! * [`FeatureProfile`]: one feature's profile, [`NumericProfile`] (count, missing, min,
 //!   max, mean and variance, and a [`KllSketch`]) or [`CategoricalProfile`].
 //!
-//! Everything merges (`merge`), encodes compactly (`to_bytes`, with a type and version
-//! prefix; see the `codec` module's layout) and decodes with validation (`from_bytes`):
-//! corrupt or hostile bytes are an error, never a panic or a large allocation. The types
-//! are also serde `Serialize`/`Deserialize`, with the same validation.
+//! Everything merges (`merge`), encodes compactly (`to_bytes`) and decodes with validation
+//! (`from_bytes`): corrupt or hostile bytes are an error, never a panic or an allocation
+//! larger than a small multiple of the input. The types are also serde
+//! `Serialize`/`Deserialize`, with the same validation.
+//!
+//! ## Costs (k = 1024, after 10^6 values)
+//!
+//! A [`KllSketch`] retains about 3,000 items: 24 KiB of heap, a 24 KiB encoding, plus
+//! 48 KiB for the sorted view once it has been queried. `update` is amortised
+//! allocation-free and about twice as fast as the Rust port of DataSketches' KLL; a CDF
+//! query on a built sketch is one binary search (see `benches/sketch.rs`).
+//!
+//! ## Encodings
+//!
+//! A type tag byte, a version byte ([`ENCODING_VERSION`]), then LEB128 varints for
+//! integers and little-endian IEEE 754 for `f64`:
+//!
+//! ```text
+//! KllSketch           0xB1 1  k min_k count missing rng:u64 levels size*levels
+//!                             [min:f64 max:f64 when count > 0] item:f64*retained
+//! CategoricalProfile  0xB2 1  max_distinct count missing entries (len utf8 count)*entries
+//! FeatureProfile      0xB3 1  0 moments.count mean:f64 m2:f64 <KllSketch body>
+//!                           | 1 <CategoricalProfile body>
+//! ```
+//!
+//! KLL items are stored level 0 first, categorical entries sorted by value, so encodings
+//! are canonical. Decoders check every claimed length against the remaining input before
+//! allocating, then every invariant (k in range, at most 64 levels, retained weights equal
+//! to the count, items within [min, max] and never NaN, sorted levels, counters within the
+//! count); trailing bytes are an error. With serde, a [`KllSketch`] travels as these bytes
+//! (hex inside a readable summary in JSON, whose parsers may round 17-digit floats).
 //!
 //! ## Getting started
 //!
