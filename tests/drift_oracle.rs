@@ -263,3 +263,28 @@ fn finite_sample_ks_distribution_matches_scipy_kstwo() {
     }
     println!("worst |p - scipy kstwo| = {worst:.2e}");
 }
+
+#[test]
+fn psi_on_small_samples_needs_more_than_the_usual_threshold() {
+    // 100 vs 100 rows from one distribution: PSI often exceeds 0.1 by chance, yet the
+    // verdict stays `none` because PSI must also beat its no-drift quantile.
+    let t = Thresholds::default();
+    let mut rng = Rng(42);
+    let (mut above_warning, mut alarms) = (0, 0);
+    for _ in 0..200 {
+        let a = ExactSample::new((0..100).map(|_| normal(&mut rng)).collect());
+        let b = ExactSample::new((0..100).map(|_| normal(&mut rng)).collect());
+        let c = compare_numeric(&a, &b, Some(1.0), &t);
+        above_warning += usize::from(c.psi >= t.psi_warning);
+        let v = modelgate::drift::assess(vec![("x".into(), Comparison::Numeric(c))], &t);
+        alarms += usize::from(v[0].verdict != modelgate::drift::Verdict::None);
+    }
+    assert!(
+        above_warning > 100,
+        "PSI ≥ 0.1 in {above_warning} of 200 no-drift pairs"
+    );
+    assert!(
+        alarms <= 20,
+        "{alarms} of 200 no-drift pairs were flagged (alpha = 0.05 plus KS)"
+    );
+}
