@@ -1,41 +1,14 @@
 //! Bounded memory: after warm-up, recording 10 million requests allocates nothing on the
 //! recording thread and the heap stays flat; unknown names are counted, never stored.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, Ordering};
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{CountingAllocator, allocations, live_bytes};
+
 use std::time::Duration;
 
 use modelgate::agent::{Agent, Outcome};
 use modelgate::metrics::ErrorKind;
-
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -81,15 +54,9 @@ fn ten_million_requests_leave_the_heap_flat() {
     // Warm-up: this thread leases its shard and creates its cells for both variants.
     run(10_000);
     let _ = agent.snapshot();
-    let (allocations_before, live_before) = (
-        ALLOCATIONS.with(Cell::get),
-        LIVE_BYTES.load(Ordering::Relaxed),
-    );
+    let (allocations_before, live_before) = (allocations(), live_bytes());
     run(10_000_000);
-    let (allocations_after, live_after) = (
-        ALLOCATIONS.with(Cell::get),
-        LIVE_BYTES.load(Ordering::Relaxed),
-    );
+    let (allocations_after, live_after) = (allocations(), live_bytes());
     assert_eq!(
         allocations_after - allocations_before,
         0,
@@ -112,8 +79,8 @@ fn ten_million_requests_leave_the_heap_flat() {
     assert_eq!(snapshot.rejections.unknown_variant, 1_000_000);
     assert_eq!(snapshot.rejections.unknown_experiment, 1_000_000);
     // Snapshots reuse their totals: the heap is flat across windows too.
-    let live = LIVE_BYTES.load(Ordering::Relaxed);
+    let live = live_bytes();
     run(100_000);
     let _ = agent.snapshot();
-    assert!((LIVE_BYTES.load(Ordering::Relaxed) - live).abs() < 64 * 1024);
+    assert!((live_bytes() - live).abs() < 64 * 1024);
 }
