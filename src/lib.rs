@@ -57,3 +57,4 @@ pub mod metrics;
 pub mod model;
 pub mod route;
 pub mod sketch;
+pub mod stats;

@@ -1,0 +1,1 @@
+//! A/B statistics (being built).
