@@ -22,6 +22,11 @@
 //! * [`metrics`]: per-variant counters, latency histogram and outcome moments, sharded per
 //!   thread and merged on read.
 //! * [`agent`]: the embedding facade ([`agent::Agent`]) that ties them together.
+//! * [`sketch`]: mergeable KLL quantile sketches and categorical and feature profiles.
+//! * [`drift`]: drift statistics on sketches (KS with error bound, PSI, chi-square,
+//!   Jensen-Shannon, Wasserstein) and verdicts.
+//! * [`stats`]: A/B statistics and the winner policy.
+//! * [`wire`]: versioned report and control types, JSON and binary, validated on decode.
 //!
 //! ## Getting started
 //!
@@ -58,3 +63,4 @@ pub mod model;
 pub mod route;
 pub mod sketch;
 pub mod stats;
+pub mod wire;

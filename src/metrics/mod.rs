@@ -148,10 +148,10 @@ pub struct VariantMetrics {
     pub feature_rows: u64,
     /// Sketch of the model's predictions (count, mean, variance and KLL quantiles), when any
     /// were recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub predictions: Option<FeatureProfile>,
     /// Sketches of the input features, in schema order, when any rows were recorded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub features: Vec<FeatureProfile>,
 }
 

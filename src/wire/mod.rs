@@ -1,0 +1,483 @@
+//! Versioned wire types between agents and the sidecar, in JSON or a compact binary form.
+//!
+//! * [`Report`]: what an agent ships each interval: its id, a report id (a retry carries the
+//!   same id, so ingest can be idempotent), and the [`Snapshot`] of the window: per
+//!   experiment and variant, counters, latency histogram, outcomes and sketches.
+//! * [`Control`]: what the sidecar serves at `GET /v1/control`: a version (the ETag), the
+//!   experiments config and the model each variant must serve.
+//!
+//! Both encode as JSON (`application/json`) or postcard (`application/x-modelgate-report`
+//! for reports, `application/x-modelgate-control` for control), chosen by content type.
+//! Decoding checks the size before parsing, never allocates what the input claims beyond
+//! its own length, and validates every value (names, windows, histograms, moments, sketch
+//! encodings): malformed or hostile bytes are an error, never a panic.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{ExperimentSnapshot, Snapshot, VariantSnapshot};
+use crate::metrics::VariantMetrics;
+use crate::route::RouterConfig;
+
+/// The wire format's version; decoders reject others.
+pub const WIRE_VERSION: u32 = 1;
+/// Content type of JSON bodies.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// Content type of binary (postcard) reports.
+pub const CONTENT_TYPE_REPORT: &str = "application/x-modelgate-report";
+/// Content type of binary (postcard) control documents.
+pub const CONTENT_TYPE_CONTROL: &str = "application/x-modelgate-control";
+
+/// Bounds a decoder enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireLimits {
+    /// Largest encoded body, in bytes (default 8 MiB).
+    pub max_bytes: usize,
+    /// Most experiments in one report (default 256).
+    pub max_experiments: usize,
+    /// Most variants per experiment (default 256).
+    pub max_variants: usize,
+    /// Most features per variant (default 1024).
+    pub max_features: usize,
+    /// Longest name or id, in bytes (default 256).
+    pub max_name_bytes: usize,
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        WireLimits {
+            max_bytes: 8 << 20,
+            max_experiments: 256,
+            max_variants: 256,
+            max_features: 1024,
+            max_name_bytes: 256,
+        }
+    }
+}
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The body is larger than the limit.
+    #[error("body of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// Body size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The content type is not one this endpoint takes.
+    #[error("unsupported content type `{0}`: use application/json or the binary type")]
+    UnsupportedContentType(String),
+    /// The bytes do not parse.
+    #[error("malformed {format}: {reason}")]
+    Malformed {
+        /// `JSON` or `binary`.
+        format: &'static str,
+        /// The parser's message.
+        reason: String,
+    },
+    /// Another wire version.
+    #[error("wire version {found} is not supported (this build speaks {WIRE_VERSION})")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// A value breaks a rule.
+    #[error("invalid report: {0}")]
+    Invalid(String),
+}
+
+/// One agent's report of one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Wire version ([`WIRE_VERSION`]).
+    pub version: u32,
+    /// The agent's id (stable for the process).
+    pub agent_id: String,
+    /// Unique per report; a retry of the same report carries the same id.
+    pub report_id: String,
+    /// What the agent recorded in the window.
+    pub snapshot: Snapshot,
+}
+
+/// The model a variant must serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAssignment {
+    /// Model reference, for example `"ranker@4"`.
+    pub reference: String,
+    /// Where the artifact is, when the registry knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// What agents must apply: the experiments config and each variant's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Control {
+    /// Wire version ([`WIRE_VERSION`]).
+    pub version: u32,
+    /// Changes whenever anything below changes (served as the ETag).
+    pub etag: String,
+    /// The experiments config.
+    pub experiments: RouterConfig,
+    /// Model per variant, keyed by `"experiment/variant"`.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelAssignment>,
+}
+
+fn check_size(bytes: &[u8], limits: &WireLimits) -> Result<(), WireError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    Ok(())
+}
+
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    content_type: &str,
+    binary_type: &str,
+    bytes: &[u8],
+    limits: &WireLimits,
+) -> Result<T, WireError> {
+    check_size(bytes, limits)?;
+    let media = media_type(content_type);
+    if media == CONTENT_TYPE_JSON {
+        serde_json::from_slice(bytes).map_err(|e| WireError::Malformed {
+            format: "JSON",
+            reason: e.to_string(),
+        })
+    } else if media == binary_type {
+        postcard::from_bytes(bytes).map_err(|e| WireError::Malformed {
+            format: "binary",
+            reason: e.to_string(),
+        })
+    } else {
+        Err(WireError::UnsupportedContentType(content_type.to_owned()))
+    }
+}
+
+fn check_name(what: &str, name: &str, limits: &WireLimits) -> Result<(), WireError> {
+    if name.is_empty() || name.len() > limits.max_name_bytes {
+        return Err(WireError::Invalid(format!(
+            "{what} must be 1 to {} bytes, got {}",
+            limits.max_name_bytes,
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_metrics(at: &str, m: &VariantMetrics, limits: &WireLimits) -> Result<(), WireError> {
+    if !m.latency.is_valid() {
+        return Err(WireError::Invalid(format!(
+            "{at}: latency buckets out of range, unsorted or zero"
+        )));
+    }
+    if !m.outcome.is_valid() {
+        return Err(WireError::Invalid(format!(
+            "{at}: outcome moments are not finite"
+        )));
+    }
+    if m.binary.successes > m.binary.trials {
+        return Err(WireError::Invalid(format!(
+            "{at}: {} successes out of {} trials",
+            m.binary.successes, m.binary.trials
+        )));
+    }
+    if m.features.len() > limits.max_features {
+        return Err(WireError::Invalid(format!(
+            "{at}: {} feature profiles, limit {}",
+            m.features.len(),
+            limits.max_features
+        )));
+    }
+    Ok(())
+}
+
+impl Report {
+    /// A report of `snapshot` by `agent_id` with id `report_id`.
+    #[must_use]
+    pub fn new(agent_id: &str, report_id: &str, snapshot: Snapshot) -> Self {
+        Report {
+            version: WIRE_VERSION,
+            agent_id: agent_id.to_owned(),
+            report_id: report_id.to_owned(),
+            snapshot,
+        }
+    }
+
+    /// JSON encoding.
+    ///
+    /// # Errors
+    /// Only if serialisation fails (it does not for values this crate builds).
+    pub fn to_json(&self) -> Result<Vec<u8>, WireError> {
+        serde_json::to_vec(self).map_err(|e| WireError::Malformed {
+            format: "JSON",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Binary (postcard) encoding.
+    ///
+    /// # Errors
+    /// Only if serialisation fails.
+    pub fn to_binary(&self) -> Result<Vec<u8>, WireError> {
+        postcard::to_stdvec(self).map_err(|e| WireError::Malformed {
+            format: "binary",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes and validates a report body of the given content type.
+    ///
+    /// # Errors
+    /// [`WireError`] for oversize, unknown content type, malformed bytes, another version or
+    /// an invalid value.
+    pub fn decode(
+        content_type: &str,
+        bytes: &[u8],
+        limits: &WireLimits,
+    ) -> Result<Self, WireError> {
+        let report: Report = decode(content_type, CONTENT_TYPE_REPORT, bytes, limits)?;
+        report.validate(limits)?;
+        Ok(report)
+    }
+
+    /// Checks every rule a decoded report must satisfy.
+    ///
+    /// # Errors
+    /// [`WireError::Version`] or [`WireError::Invalid`].
+    pub fn validate(&self, limits: &WireLimits) -> Result<(), WireError> {
+        if self.version != WIRE_VERSION {
+            return Err(WireError::Version {
+                found: self.version,
+            });
+        }
+        check_name("agent_id", &self.agent_id, limits)?;
+        check_name("report_id", &self.report_id, limits)?;
+        let s = &self.snapshot;
+        if s.window_start_ms > s.window_end_ms {
+            return Err(WireError::Invalid(format!(
+                "window starts at {} after it ends at {}",
+                s.window_start_ms, s.window_end_ms
+            )));
+        }
+        if s.experiments.len() > limits.max_experiments {
+            return Err(WireError::Invalid(format!(
+                "{} experiments, limit {}",
+                s.experiments.len(),
+                limits.max_experiments
+            )));
+        }
+        let mut experiments = HashSet::new();
+        for e in &s.experiments {
+            check_name("experiment name", &e.name, limits)?;
+            if !experiments.insert(e.name.as_str()) {
+                return Err(WireError::Invalid(format!(
+                    "experiment `{}` appears twice",
+                    e.name
+                )));
+            }
+            if e.variants.len() > limits.max_variants {
+                return Err(WireError::Invalid(format!(
+                    "experiment `{}`: {} variants, limit {}",
+                    e.name,
+                    e.variants.len(),
+                    limits.max_variants
+                )));
+            }
+            let mut variants = HashSet::new();
+            for v in &e.variants {
+                check_name("variant name", &v.name, limits)?;
+                if !variants.insert(v.name.as_str()) {
+                    return Err(WireError::Invalid(format!(
+                        "experiment `{}`: variant `{}` appears twice",
+                        e.name, v.name
+                    )));
+                }
+                if let Some(model) = &v.model {
+                    check_name("model", model, limits)?;
+                }
+                check_metrics(&format!("{}/{}", e.name, v.name), &v.metrics, limits)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges a later report of the same agent into this one (for a reporter holding reports
+    /// while the sidecar is unreachable): windows join, counters add, histograms add, moments
+    /// and sketches merge. The merged report keeps this report's id.
+    pub fn absorb(&mut self, later: &Report) {
+        let (mine, theirs) = (&mut self.snapshot, &later.snapshot);
+        mine.window_start_ms = mine.window_start_ms.min(theirs.window_start_ms);
+        mine.window_end_ms = mine.window_end_ms.max(theirs.window_end_ms);
+        let r = &mut mine.rejections;
+        let o = &theirs.rejections;
+        r.unknown_experiment += o.unknown_experiment;
+        r.unknown_variant += o.unknown_variant;
+        r.non_finite_value += o.non_finite_value;
+        r.over_limit += o.over_limit;
+        r.schema_mismatch += o.schema_mismatch;
+        for e in &theirs.experiments {
+            let at = match mine.experiments.iter().position(|x| x.name == e.name) {
+                Some(at) => at,
+                None => {
+                    mine.experiments.push(ExperimentSnapshot {
+                        name: e.name.clone(),
+                        variants: Vec::new(),
+                    });
+                    mine.experiments.len() - 1
+                }
+            };
+            let target = &mut mine.experiments[at];
+            for v in &e.variants {
+                match target.variants.iter_mut().find(|x| x.name == v.name) {
+                    Some(x) => {
+                        x.metrics.merge(&v.metrics);
+                        if v.model.is_some() {
+                            x.model.clone_from(&v.model);
+                        }
+                    }
+                    None => target.variants.push(VariantSnapshot {
+                        name: v.name.clone(),
+                        model: v.model.clone(),
+                        metrics: v.metrics.clone(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// The binary layout of [`Control`]: postcard needs every field present and no untagged
+/// enums, which the TOML-shaped config uses, so the config travels as JSON text inside.
+#[derive(Serialize, Deserialize)]
+struct ControlBinary {
+    version: u32,
+    etag: String,
+    experiments_json: String,
+    models: BTreeMap<String, ModelAssignmentBinary>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ModelAssignmentBinary {
+    reference: String,
+    location: Option<String>,
+}
+
+impl Control {
+    /// JSON encoding.
+    ///
+    /// # Errors
+    /// Only if serialisation fails.
+    pub fn to_json(&self) -> Result<Vec<u8>, WireError> {
+        serde_json::to_vec(self).map_err(|e| WireError::Malformed {
+            format: "JSON",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Binary (postcard) encoding.
+    ///
+    /// # Errors
+    /// Only if serialisation fails.
+    pub fn to_binary(&self) -> Result<Vec<u8>, WireError> {
+        let experiments_json =
+            serde_json::to_string(&self.experiments).map_err(|e| WireError::Malformed {
+                format: "JSON",
+                reason: e.to_string(),
+            })?;
+        let binary = ControlBinary {
+            version: self.version,
+            etag: self.etag.clone(),
+            experiments_json,
+            models: self
+                .models
+                .iter()
+                .map(|(k, m)| {
+                    (
+                        k.clone(),
+                        ModelAssignmentBinary {
+                            reference: m.reference.clone(),
+                            location: m.location.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        postcard::to_stdvec(&binary).map_err(|e| WireError::Malformed {
+            format: "binary",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes and validates a control document; the experiments config must compile.
+    ///
+    /// # Errors
+    /// [`WireError`] as for reports, and [`WireError::Invalid`] when the config is invalid.
+    pub fn decode(
+        content_type: &str,
+        bytes: &[u8],
+        limits: &WireLimits,
+    ) -> Result<Self, WireError> {
+        check_size(bytes, limits)?;
+        let control = if media_type(content_type) == CONTENT_TYPE_CONTROL {
+            let binary: ControlBinary =
+                postcard::from_bytes(bytes).map_err(|e| WireError::Malformed {
+                    format: "binary",
+                    reason: e.to_string(),
+                })?;
+            Control {
+                version: binary.version,
+                etag: binary.etag,
+                experiments: serde_json::from_str(&binary.experiments_json).map_err(|e| {
+                    WireError::Malformed {
+                        format: "JSON",
+                        reason: e.to_string(),
+                    }
+                })?,
+                models: binary
+                    .models
+                    .into_iter()
+                    .map(|(k, m)| {
+                        (
+                            k,
+                            ModelAssignment {
+                                reference: m.reference,
+                                location: m.location,
+                            },
+                        )
+                    })
+                    .collect(),
+            }
+        } else {
+            decode(content_type, CONTENT_TYPE_CONTROL, bytes, limits)?
+        };
+        if control.version != WIRE_VERSION {
+            return Err(WireError::Version {
+                found: control.version,
+            });
+        }
+        check_name("etag", &control.etag, limits)?;
+        crate::route::Router::new(control.experiments.clone())
+            .map_err(|e| WireError::Invalid(e.to_string()))?;
+        for (key, model) in &control.models {
+            check_name("model key", key, limits)?;
+            check_name("model reference", &model.reference, limits)?;
+        }
+        Ok(control)
+    }
+}
