@@ -44,7 +44,8 @@ pub use crate::metrics::FeatureValue;
 use crate::metrics::{ErrorKind, Metrics, Rejection, Rejections, VariantMetrics};
 use crate::model::{ModelGuard, ModelSlot, Versioned};
 use crate::route::{
-    Clock, ConfigError, ExperimentId, Reason, Router, RouterConfig, SystemClock, VariantId,
+    Clock, CompiledConfig, ConfigError, ExperimentId, Reason, Router, RouterConfig, SystemClock,
+    VariantId,
 };
 
 /// Errors of the agent facade.
@@ -281,13 +282,16 @@ impl<M: Send + Sync + 'static> AgentBuilder<M> {
             ),
             features: self.features,
             models: Mutex::new(models),
+            bound: Mutex::new(HashMap::new()),
             window: Mutex::new(Window {
                 start_ms: self.clock.now_unix_ms(),
                 rejections: Rejections::default(),
             }),
             clock: self.clock,
         };
-        agent.bind_models();
+        let current = agent.router.current();
+        agent.check_limits(&current)?;
+        agent.bind_models(&current);
         Ok(agent)
     }
 }
@@ -309,6 +313,8 @@ pub struct Agent<M> {
     metrics: Metrics,
     features: Vec<Feature>,
     models: Mutex<HashMap<String, Arc<Versioned<M>>>>,
+    /// The model reference each variant was last bound to from the config.
+    bound: Mutex<HashMap<u32, Arc<str>>>,
     window: Mutex<Window>,
     clock: Arc<dyn Clock>,
 }
@@ -391,7 +397,7 @@ impl<M: Send + Sync + 'static> Agent<M> {
     /// Records a late outcome by names (for outcomes that arrive in another process or much
     /// later). Unknown names are counted as rejected, never stored.
     pub fn record_outcome(&self, experiment: &str, variant: &str, outcome: Outcome) {
-        let found =
+        let in_current =
             self.router
                 .with_current(|config| match config.experiment_by_name(experiment) {
                     None => Err(Rejection::UnknownExperiment),
@@ -402,6 +408,10 @@ impl<M: Send + Sync + 'static> Agent<M> {
                         .map(|v| v.id())
                         .ok_or(Rejection::UnknownVariant),
                 });
+        // An outcome may arrive after its variant left the config: look it up among every
+        // name the router has known (a lock, but only on this rare path).
+        let found =
+            in_current.or_else(|why| self.router.find_variant(experiment, variant).ok_or(why));
         match found {
             Ok(v) => self.record_outcome_id(v, outcome),
             Err(why) => self.metrics.reject(why),
@@ -440,9 +450,31 @@ impl<M: Send + Sync + 'static> Agent<M> {
     /// # Errors
     /// [`AgentError::Config`]; the old config stays in force.
     pub fn store_experiments(&self, config: RouterConfig) -> Result<(), AgentError> {
-        self.router.store(config)?;
-        self.bind_models();
+        self.router.store_with(config, |compiled| {
+            self.check_limits(compiled)?;
+            self.bind_models(compiled);
+            Ok(())
+        })?;
         Ok(())
+    }
+
+    fn check_limits(&self, compiled: &CompiledConfig) -> Result<(), ConfigError> {
+        let max = self.slots.len();
+        match compiled
+            .experiments()
+            .iter()
+            .flat_map(|e| e.variants())
+            .find(|v| v.id().0 as usize >= max)
+        {
+            Some(v) => Err(ConfigError::Refused {
+                reason: format!(
+                    "variant `{}` would be the agent's variant number {} but the agent keeps {max} (raise Limits::max_variants)",
+                    v.name(),
+                    v.id().0 + 1
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Swaps the model that `variant` serves. Returns the previous one.
@@ -473,23 +505,32 @@ impl<M: Send + Sync + 'static> Agent<M> {
 
     /// Gives every variant of the current config the model its `model` field names, when the
     /// agent knows that model and the slot holds another version.
-    fn bind_models(&self) {
+    fn bind_models(&self, config: &CompiledConfig) {
         let models = self
             .models
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let config = self.router.current();
+        let mut bound = self
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for variant in config.experiments().iter().flat_map(|e| e.variants()) {
             let (Some(reference), Some(slot)) =
                 (variant.model(), self.slots.get(variant.id().0 as usize))
             else {
                 continue;
             };
-            if slot.version().as_deref() == Some(reference) {
+            // Only a reference the config changed is (re)bound: a model swapped in by hand
+            // stays until the config names another one.
+            if bound
+                .get(&variant.id().0)
+                .is_some_and(|r| &**r == reference)
+            {
                 continue;
             }
             if let Some(model) = models.get(reference) {
                 slot.store_arc(model.clone());
+                bound.insert(variant.id().0, reference.into());
             }
         }
     }

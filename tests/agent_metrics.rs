@@ -302,3 +302,78 @@ fn feature_and_prediction_sketches_merge_across_threads_and_windows() {
     assert_eq!(country.frequencies().get("FR"), Some(&(3 * 16_667)));
     assert_eq!(m.predictions.as_ref().map(|p| p.count()), Some(150_000));
 }
+
+#[test]
+fn config_reloads_bind_models_before_publishing_and_keep_manual_swaps() {
+    let agent = agent();
+    let ranker = agent.experiment("ranker").expect("configured");
+    let control = agent.route(ranker, "qa").variant.expect("in experiment");
+    // A manual swap survives a reload of the same config...
+    let control_id = agent
+        .router()
+        .current()
+        .experiment(ranker)
+        .expect("exp")
+        .variants()[0]
+        .id();
+    agent.swap_model(control_id, "r@hotfix", "hotfix");
+    agent
+        .store_experiments(modelgate::route::RouterConfig::from_toml(CONFIG).expect("parses"))
+        .expect("valid");
+    assert_eq!(
+        agent
+            .model_slot(control_id)
+            .and_then(|s| s.version())
+            .as_deref(),
+        Some("r@hotfix")
+    );
+    // ...and a new variant has its model the moment the config is published.
+    let with_third =
+        format!("{CONFIG}[[experiments.variants]]\nname = \"third\"\nmodel = \"r@2\"\n");
+    agent
+        .store_experiments(modelgate::route::RouterConfig::from_toml(&with_third).expect("parses"))
+        .expect("valid");
+    for i in 0..300 {
+        let d = agent.route(ranker, &format!("user-{i}"));
+        assert!(d.model().is_some(), "every routed variant has a model");
+    }
+    // Outcomes for a variant that has left the config still count.
+    agent
+        .store_experiments(modelgate::route::RouterConfig::from_toml(CONFIG).expect("parses"))
+        .expect("valid");
+    let _ = agent.snapshot();
+    agent.record_outcome("ranker", "third", Outcome::Binary(true));
+    let s = agent.snapshot();
+    assert_eq!(s.rejections.unknown_variant, 0);
+    let third = s
+        .experiments
+        .iter()
+        .flat_map(|e| &e.variants)
+        .find(|v| v.name == "third")
+        .expect("third");
+    assert_eq!(third.metrics.binary.trials, 1);
+    let _ = control;
+}
+
+#[test]
+fn a_config_with_more_variants_than_the_agent_keeps_is_refused() {
+    let agent: Agent<u8> = Agent::builder()
+        .experiments_toml(CONFIG)
+        .expect("parses")
+        .limits(modelgate::agent::Limits {
+            max_variants: 2,
+            max_recording_threads: 4,
+        })
+        .build()
+        .expect("two variants fit");
+    let three = format!("{CONFIG}[[experiments.variants]]\nname = \"third\"\n");
+    let err = agent
+        .store_experiments(modelgate::route::RouterConfig::from_toml(&three).expect("parses"))
+        .expect_err("refused");
+    assert!(err.to_string().contains("max_variants"), "{err}");
+    assert_eq!(
+        agent.router().current().experiments()[0].variants().len(),
+        2,
+        "the old config stays"
+    );
+}

@@ -288,3 +288,23 @@ fn psi_on_small_samples_needs_more_than_the_usual_threshold() {
         "{alarms} of 200 no-drift pairs were flagged (alpha = 0.05 plus KS)"
     );
 }
+
+#[test]
+fn psi_no_drift_quantile_uses_the_bins_actually_there() {
+    // A 0/1 flag has two bins whatever `psi_bins` says: the quantile uses 1 degree of freedom.
+    let t = Thresholds::default();
+    let flags = |ones: usize| {
+        ExactSample::new(
+            (0..1000)
+                .map(|i| if i < ones { 1.0 } else { 0.0 })
+                .collect(),
+        )
+    };
+    let c = compare_numeric(&flags(300), &flags(320), None, &t);
+    let one_dof = psi::psi_no_drift_quantile(2, 1000, 1000, t.alpha);
+    assert!(
+        (c.psi_no_drift_quantile - one_dof).abs() < 1e-12,
+        "{} vs {one_dof}",
+        c.psi_no_drift_quantile
+    );
+}

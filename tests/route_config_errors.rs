@@ -167,3 +167,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn growthbook_and_native_experiments_cannot_share_a_namespace() {
+    let text = format!(
+        "[[experiments]]\nname = \"native\"\nnamespace = {{ name = \"ns\", start = 0.0, end = 0.5 }}\n{TWO}\n[[experiments]]\nname = \"gb\"\nhash = \"growthbook\"\nnamespace = {{ name = \"ns\", start = 0.5, end = 1.0 }}\n{TWO}"
+    );
+    let message = error_of(&text).to_string();
+    assert!(
+        message.contains("`gb`") && message.contains("namespace") && message.contains("`native`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn candidate_percent_follows_the_named_candidate() {
+    for (candidate, hash) in [
+        ("control", "xxh3"),
+        ("control", "growthbook"),
+        ("control", "unleash"),
+        ("candidate", "xxh3"),
+    ] {
+        let text = format!(
+            "[[experiments]]\nname = \"exp\"\nhash = \"{hash}\"\nstrategy = \"canary\"\npercent = 5\ncandidate = \"{candidate}\"\n{TWO}"
+        );
+        let router = Router::from_toml(&text).expect("valid");
+        let percent = router.current().experiments()[0]
+            .candidate_percent(router.clock())
+            .expect("canary");
+        assert!(
+            (percent - 5.0).abs() < 1e-9,
+            "{hash}, candidate {candidate}: {percent}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! A small streaming CSV reader (RFC 4180: quoted fields, doubled quotes, CRLF), so that
 //! drift runs over files larger than memory, with errors that name the line.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 /// A CSV error with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,8 +53,11 @@ impl<R: BufRead> CsvReader<R> {
         let mut in_quotes = false;
         loop {
             let before = self.raw.len();
-            let read = self
-                .input
+            // Read at most one byte past the record limit, so that a file without line ends
+            // cannot make us hold more than the limit.
+            let room = (MAX_RECORD_BYTES + 1).saturating_sub(self.raw.len()) as u64;
+            let read = (&mut self.input)
+                .take(room)
                 .read_until(b'\n', &mut self.raw)
                 .map_err(|e| CsvError {
                     line: start_line,

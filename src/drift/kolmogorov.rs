@@ -263,6 +263,14 @@ pub(crate) fn walk_steps<'a>(
     let (mut i, mut j) = (0usize, 0usize);
     let (mut fa, mut fb) = (0.0, 0.0);
     std::iter::from_fn(move || {
+        // Steps are strictly increasing by contract; NaN steps are skipped so that a broken
+        // implementation cannot stall the walk.
+        while a.get(i).is_some_and(|s| s.0.is_nan()) {
+            i += 1;
+        }
+        while b.get(j).is_some_and(|s| s.0.is_nan()) {
+            j += 1;
+        }
         let next_a = a.get(i).map(|s| s.0);
         let next_b = b.get(j).map(|s| s.0);
         let x = match (next_a, next_b) {

@@ -102,7 +102,8 @@ pub struct NumericComparison {
     pub n_current: u64,
     /// KS statistic `D`.
     pub ks: f64,
-    /// Bound on `|D − D_exact|`.
+    /// Bound on `|D − D_exact|`: the sum of the two sketches' rank-error bounds, each of which
+    /// holds at every point with 99% confidence (0 for exact samples).
     pub ks_error_bound: f64,
     /// Asymptotic two-sided p-value of `D`.
     pub p_value: f64,
@@ -177,12 +178,24 @@ pub fn compare_numeric(
 ) -> NumericComparison {
     let (n, m) = (reference.count(), current.count());
     let (d, bound) = kolmogorov::ks_statistic(reference, current);
-    let (psi, _) = psi::psi(
-        reference,
-        current,
-        thresholds.psi_bins,
-        thresholds.psi_epsilon,
-    );
+    // Out-of-range settings are clamped: 2 to 100 bins, a positive floor.
+    let bins = thresholds.psi_bins.clamp(2, 100);
+    let epsilon = if thresholds.psi_epsilon > 0.0 {
+        thresholds.psi_epsilon
+    } else {
+        psi::DEFAULT_EPSILON
+    };
+    let edges = psi::quantile_edges(reference, bins);
+    let (shares_ref, shares_cur) = (psi::shares(reference, &edges), psi::shares(current, &edges));
+    let psi = psi::psi_from_shares(&shares_ref, &shares_cur, epsilon);
+    // Repeated quantiles (a 0/1 flag, a 1-5 rating) leave fewer bins than asked for, and
+    // some may hold nothing: the no-drift quantile counts the bins that hold values.
+    let bins_used = shares_ref
+        .iter()
+        .zip(&shares_cur)
+        .filter(|(a, b)| **a > 0.0 || **b > 0.0)
+        .count()
+        .max(2);
     let wasserstein = distance::wasserstein(reference, current);
     NumericComparison {
         n_reference: n,
@@ -196,12 +209,7 @@ pub fn compare_numeric(
         ),
         ks_critical_value: kolmogorov::ks_critical_value(thresholds.alpha, n, m),
         psi,
-        psi_no_drift_quantile: psi::psi_no_drift_quantile(
-            thresholds.psi_bins,
-            n,
-            m,
-            thresholds.alpha,
-        ),
+        psi_no_drift_quantile: psi::psi_no_drift_quantile(bins_used, n, m, thresholds.alpha),
         wasserstein,
         wasserstein_normalized: match (wasserstein, reference_std) {
             (Some(w), Some(s)) if s > 0.0 && s.is_finite() => Some(w / s),

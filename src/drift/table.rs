@@ -13,6 +13,9 @@ use super::{Comparison, FeatureDrift, Thresholds, assess, compare_categorical, c
 use crate::metrics::Moments;
 use crate::sketch::{CategoricalProfile, KllSketch};
 
+/// The cell that pools categories past a profile's limit.
+const OTHER: &str = "(other)";
+
 /// Whether a column is compared as numbers or as categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -265,6 +268,7 @@ pub fn compare(
 ) -> Result<Vec<ColumnDrift>, TableError> {
     let mut features = Vec::with_capacity(reference.columns.len());
     let mut kinds = Vec::with_capacity(reference.columns.len());
+    let mut pooled: Vec<String> = Vec::new();
     for r in &reference.columns {
         let c = current
             .columns
@@ -293,13 +297,27 @@ pub fn compare(
                 }
             }
             ColumnKind::Categorical => {
+                // Categories past the profile's limit are pooled in one "(other)" cell, so no
+                // mass is dropped; the hint below says so.
                 let counts = |p: &ColumnProfile| -> BTreeMap<String, f64> {
-                    p.categories
+                    let mut counts: BTreeMap<String, f64> = p
+                        .categories
                         .frequencies()
                         .into_iter()
                         .map(|(k, v)| (k, v as f64))
-                        .collect()
+                        .collect();
+                    let other = p
+                        .categories
+                        .count()
+                        .saturating_sub(counts.values().sum::<f64>() as u64);
+                    if other > 0 {
+                        *counts.entry(OTHER.to_owned()).or_default() += other as f64;
+                    }
+                    counts
                 };
+                if !(r.categories.is_exact() && c.categories.is_exact()) {
+                    pooled.push(r.name.clone());
+                }
                 Comparison::Categorical(compare_categorical(&counts(r), &counts(c), thresholds))
             }
         };
@@ -309,6 +327,15 @@ pub fn compare(
     Ok(assess(features, thresholds)
         .into_iter()
         .zip(kinds)
+        .map(|(mut drift, kind)| {
+            if pooled.contains(&drift.feature) && drift.hint.is_none() {
+                drift.hint = Some(format!(
+                    "more than {} distinct values: the rarer ones are pooled as `{OTHER}`, so the test is approximate",
+                    crate::sketch::DEFAULT_MAX_DISTINCT
+                ));
+            }
+            (drift, kind)
+        })
         .map(|(drift, kind)| ColumnDrift {
             column: drift.feature.clone(),
             kind,

@@ -34,7 +34,7 @@ pub fn bucket_of(value: u64) -> usize {
 /// The value a bucket reports: its exact value below 64, its midpoint above.
 #[must_use]
 pub fn bucket_value(index: usize) -> f64 {
-    let index = index as u64;
+    let index = index.min(BUCKETS - 1) as u64;
     if index < SUB {
         return index as f64;
     }
@@ -98,7 +98,7 @@ impl LatencyHistogram {
         while i < a.len() || j < b.len() {
             match (a.get(i), b.get(j)) {
                 (Some(&(x, cx)), Some(&(y, cy))) if x == y => {
-                    merged.push((x, cx + cy));
+                    merged.push((x, cx.saturating_add(cy)));
                     i += 1;
                     j += 1;
                 }
@@ -118,7 +118,7 @@ impl LatencyHistogram {
             }
         }
         self.buckets = merged;
-        self.saturated += other.saturated;
+        self.saturated = self.saturated.saturating_add(other.saturated);
     }
 
     /// The `q`-quantile in nanoseconds (the smallest recorded value whose rank reaches

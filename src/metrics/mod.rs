@@ -159,7 +159,13 @@ impl VariantMetrics {
     /// Whether nothing was recorded.
     #[must_use]
     pub fn is_empty(&self) -> bool {
+        // Every field counts: counters are read one after another, so a window can hold a
+        // call's latency before its request (the request lands in the next window).
         self.requests == 0
+            && self.errors.total() == 0
+            && self.latency.buckets.is_empty()
+            && self.latency.saturated == 0
+            && self.features.is_empty()
             && self.binary.trials == 0
             && self.outcome.count == 0
             && self.feature_rows == 0
@@ -394,16 +400,16 @@ impl Metrics {
                     continue;
                 };
                 let t = current.entry(variant).or_default();
-                t.requests += cells.requests.load(Ordering::Relaxed);
-                for (sum, cell) in t.errors.iter_mut().zip(&cells.errors) {
-                    *sum += cell.load(Ordering::Relaxed);
+                let locked = cells.read_locked();
+                t.requests += locked.requests;
+                for (sum, count) in t.errors.iter_mut().zip(locked.errors) {
+                    *sum += count;
                 }
                 for (sum, cell) in t.latency.iter_mut().zip(cells.latency.iter()) {
                     *sum += cell.load(Ordering::Relaxed);
                 }
                 t.saturated += cells.latency_saturated.load(Ordering::Relaxed);
                 t.feature_rows += cells.feature_rows.load(Ordering::Relaxed);
-                let locked = cells.read_locked();
                 t.successes += locked.successes;
                 t.trials += locked.trials;
                 t.outcome = t.outcome.merge(&locked.outcome);

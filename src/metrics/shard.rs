@@ -81,6 +81,8 @@ impl Profiles {
 /// What a reader copies out of the sequence-locked group.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Locked {
+    pub(crate) requests: u64,
+    pub(crate) errors: [u64; ERROR_KINDS],
     pub(crate) successes: u64,
     pub(crate) trials: u64,
     pub(crate) outcome: Moments,
@@ -103,10 +105,14 @@ impl VariantCells {
 
     #[inline]
     pub(crate) fn record_call(&self, latency_nanos: u64, error: Option<ErrorKind>) {
-        add(&self.requests, 1);
-        if let Some(kind) = error {
-            add(&self.errors[kind as usize], 1);
-        }
+        // Requests and errors change together under the sequence lock, so that no window
+        // shows an error without its request.
+        self.write_locked(|c| {
+            add(&c.requests, 1);
+            if let Some(kind) = error {
+                add(&c.errors[kind as usize], 1);
+            }
+        });
         add(&self.latency[super::histogram::bucket_of(latency_nanos)], 1);
         if latency_nanos >> 36 != 0 {
             add(&self.latency_saturated, 1);
@@ -154,6 +160,8 @@ impl VariantCells {
                 continue;
             }
             let copy = Locked {
+                requests: self.requests.load(Ordering::Relaxed),
+                errors: std::array::from_fn(|i| self.errors[i].load(Ordering::Relaxed)),
                 successes: self.binary[0].load(Ordering::Relaxed),
                 trials: self.binary[1].load(Ordering::Relaxed),
                 outcome: read_moments(&self.outcome),

@@ -155,6 +155,8 @@ pub struct CompiledExperiment {
     split: Split,
     /// `(xxh3 of key, key, variant index)`, sorted by hash.
     overrides: Box<[(u64, Box<str>, usize)]>,
+    /// `canary` and `gradual`: the candidate's index.
+    candidate: Option<usize>,
 }
 
 /// A whole config, compiled: what a route call reads.
@@ -280,23 +282,31 @@ impl CompiledExperiment {
     pub fn candidate_percent(&self, clock: &dyn Clock) -> Option<f64> {
         match (&self.split, self.strategy) {
             (Split::Gradual { steps, .. }, _) => Some(gradual_percent(steps, clock.now_unix_ms())),
-            (Split::Static(w), StrategyKind::Canary) => Some(match w {
-                Weights::Native(arms) => {
-                    let weight = |i: usize| {
-                        arms.iter()
-                            .find(|a| a.index == i)
-                            .map_or(0.0, |a| recip(a.inv_weight))
-                    };
-                    let (a, b) = (weight(0), weight(1));
-                    100.0 * b / (a + b)
-                }
-                Weights::GrowthBook(r) => {
-                    100.0 * (r[1].1 - r[1].0) / self.coverage.max(f64::MIN_POSITIVE)
-                }
-                Weights::Unleash { weights, total } => {
-                    100.0 * f64::from(weights[1]) / f64::from((*total).max(1))
-                }
-            }),
+            (Split::Static(w), StrategyKind::Canary) => {
+                let c = self.candidate?;
+                Some(match w {
+                    Weights::Native(arms) => {
+                        let weight = |i: usize| {
+                            arms.iter()
+                                .find(|a| a.index == i)
+                                .map_or(0.0, |a| recip(a.inv_weight))
+                        };
+                        let total: f64 = (0..self.variants.len()).map(weight).sum();
+                        if total > 0.0 {
+                            100.0 * weight(c) / total
+                        } else {
+                            0.0
+                        }
+                    }
+                    Weights::GrowthBook(r) => r.get(c).map_or(0.0, |&(start, end)| {
+                        100.0 * (end - start) / self.coverage.max(f64::MIN_POSITIVE)
+                    }),
+                    Weights::Unleash { weights, total } => {
+                        100.0 * f64::from(weights.get(c).copied().unwrap_or(0))
+                            / f64::from((*total).max(1))
+                    }
+                })
+            }
             _ => None,
         }
     }
@@ -514,6 +524,30 @@ fn variant_seed(name: &str) -> u64 {
 
 fn check_namespaces(config: &RouterConfig) -> Result<(), ConfigError> {
     let mut by_namespace: BTreeMap<&str, Vec<(f64, f64, &str)>> = BTreeMap::new();
+    // GrowthBook experiments place keys in a namespace with GrowthBook's hash, the others
+    // with modelgate's: the two never agree, so one namespace must use one of them.
+    let mut family: BTreeMap<&str, (bool, &str)> = BTreeMap::new();
+    for e in &config.experiments {
+        if let Some(ns) = &e.namespace {
+            let growthbook = e.hash.as_deref() == Some("growthbook");
+            match family.get(ns.name.as_str()) {
+                Some(&(g, other)) if g != growthbook => {
+                    return Err(ConfigError::field(
+                        &e.name,
+                        "namespace",
+                        format!(
+                            "namespace `{}` is shared with `{other}`, which uses another hash family: GrowthBook experiments can only share a namespace with GrowthBook experiments",
+                            ns.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    family.insert(ns.name.as_str(), (growthbook, e.name.as_str()));
+                }
+            }
+        }
+    }
     for e in &config.experiments {
         if let Some(ns) = &e.namespace
             && ns.start.is_finite()
@@ -744,6 +778,10 @@ fn compile_experiment(
         Ok((1 - candidate, candidate))
     };
     let mut gradual = None;
+    let candidate = match strategy {
+        StrategyKind::Canary | StrategyKind::Gradual => Some(two_arms(e)?.1),
+        _ => None,
+    };
     let fractions: Vec<f64> = match strategy {
         StrategyKind::Ab => {
             if n < 2 && scheme == HashScheme::GrowthBook {
@@ -852,7 +890,10 @@ fn compile_experiment(
                 // Arms with a zero weight never win: leave them out.
                 let mut arms = both;
                 let mut arm_count = 0;
-                for a in both.iter().filter(|a| a.inv_weight > 0.0) {
+                for a in both
+                    .iter()
+                    .filter(|a| a.inv_weight > 0.0 && a.inv_weight.is_finite())
+                {
                     arms[arm_count] = *a;
                     arm_count += 1;
                 }
@@ -880,7 +921,7 @@ fn compile_experiment(
                     .iter()
                     .zip(&fractions)
                     .enumerate()
-                    .filter(|(_, (_, w))| **w > 0.0)
+                    .filter(|(_, (_, w))| **w >= f64::MIN_POSITIVE)
                     .map(|(index, (v, &w))| NativeArm {
                         seed: variant_seed(&v.name),
                         inv_weight: 1.0 / w,
@@ -948,6 +989,7 @@ fn compile_experiment(
         variants: variants.into(),
         split,
         overrides: overrides.into(),
+        candidate,
     })
 }
 

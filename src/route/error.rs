@@ -39,6 +39,13 @@ pub enum ConfigError {
         /// The other experiment.
         second: String,
     },
+    /// The component that uses the config refused it (for example: more variants than an
+    /// agent keeps models and metrics for).
+    #[error("config refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
     /// The router has seen more distinct experiment or variant names than it keeps stable ids
     /// for.
     #[error("too many distinct {what} names over this router's lifetime (limit {limit})")]

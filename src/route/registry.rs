@@ -73,6 +73,12 @@ impl NameRegistry {
         self.experiment_ids.get(name).copied()
     }
 
+    pub(crate) fn find_variant(&self, experiment: ExperimentId, name: &str) -> Option<VariantId> {
+        self.variant_ids
+            .get(&(experiment, Arc::<str>::from(name)))
+            .copied()
+    }
+
     pub(crate) fn experiment_name(&self, id: ExperimentId) -> Option<Arc<str>> {
         self.experiments.get(id.0 as usize).cloned()
     }

@@ -132,13 +132,37 @@ impl Router {
     /// # Errors
     /// A [`ConfigError`] when the config is invalid.
     pub fn store(&self, config: RouterConfig) -> Result<(), ConfigError> {
-        let compiled = {
-            let mut registry = self.registry();
-            CompiledConfig::compile(config, &mut registry)?
-        };
+        self.store_with(config, |_| Ok(()))
+    }
+
+    /// Like [`Router::store`], running `before_publish` on the compiled config first (the
+    /// agent binds models to new variants there, so no request sees a variant without its
+    /// model). An error from it keeps the current config. Concurrent stores publish in the
+    /// order they compiled.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] from compiling or from `before_publish`.
+    pub fn store_with(
+        &self,
+        config: RouterConfig,
+        before_publish: impl FnOnce(&CompiledConfig) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        let mut registry = self.registry();
+        let compiled = CompiledConfig::compile(config, &mut registry)?;
+        before_publish(&compiled)?;
         self.current.store(Arc::new(compiled));
         self.generation.0.fetch_add(1, Ordering::AcqRel);
+        drop(registry);
         Ok(())
+    }
+
+    /// The id of a variant of an experiment, if any config of this router ever had it (for
+    /// outcomes that arrive after the variant left the config).
+    #[must_use]
+    pub fn find_variant(&self, experiment: &str, variant: &str) -> Option<VariantId> {
+        let registry = self.registry();
+        let e = registry.find_experiment(experiment)?;
+        registry.find_variant(e, variant)
     }
 
     /// The id of the experiment named `name`, if any config of this router ever had it. Ids are
