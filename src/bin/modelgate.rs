@@ -70,6 +70,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare variants of an A/B test from a CSV file: fixed-horizon tests, always-valid
+    /// (sequential) p-values, sample ratio mismatch and the winner policy's decision.
+    Abtest {
+        /// CSV with header `variant,value` (observations), `variant,n,mean,variance` or
+        /// `variant,n,successes` (aggregates).
+        #[arg(long)]
+        input: PathBuf,
+        /// `binary` or `continuous` (observation files: inferred from the values; aggregate
+        /// files: from the header).
+        #[arg(long)]
+        metric: Option<String>,
+        /// The control variant (default: one named `control`, else the first in the file).
+        #[arg(long)]
+        control: Option<String>,
+        /// Configured traffic weights, `a=0.5,b=0.5` (default: equal).
+        #[arg(long)]
+        weights: Option<String>,
+        /// Error rate of the tests and intervals.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Superiority margin on the relative lift (0.05: the candidate must be 5% better).
+        #[arg(long, default_value_t = 0.0)]
+        margin: f64,
+        /// One JSON object with `variants` and `comparisons`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what modelgate does on embedded defaults.
     Demo {
         /// How many synthetic keys to route.
@@ -111,6 +138,23 @@ fn main() -> ExitCode {
             };
             drift(&reference, &current, &options, alpha, min_effect, json)
         }
+        Command::Abtest {
+            input,
+            metric,
+            control,
+            weights,
+            alpha,
+            margin,
+            json,
+        } => abtest(
+            &input,
+            metric.as_deref(),
+            control.as_deref(),
+            weights.as_deref(),
+            alpha,
+            margin,
+            json,
+        ),
         Command::Demo { keys } => demo(keys),
     };
     match result {
@@ -317,6 +361,170 @@ fn drift(
             if let Some(hint) = &d.hint {
                 writeln!(out, "    hint: {hint}").map_err(write_err)?;
             }
+        }
+    }
+    out.flush().map_err(write_err)
+}
+
+fn abtest(
+    input: &Path,
+    metric: Option<&str>,
+    control: Option<&str>,
+    weights: Option<&str>,
+    alpha: f64,
+    margin: f64,
+    json: bool,
+) -> Result<(), String> {
+    use modelgate::stats::{Experiment, MetricKind, Policy, Variant, fixed, table};
+    let metric = match metric {
+        None => None,
+        Some("binary") => Some(MetricKind::Binary),
+        Some("continuous") => Some(MetricKind::Continuous),
+        Some(other) => {
+            return Err(format!(
+                "--metric must be binary or continuous, got {other:?}"
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(input)
+        .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let parsed =
+        table::parse_csv(&text, metric).map_err(|e| format!("{}: {e}", input.display()))?;
+    let weights = table::parse_weights(weights, &parsed.names).map_err(|e| e.to_string())?;
+    let control = table::pick_control(&parsed.names, control).map_err(|e| e.to_string())?;
+    let policy = Policy {
+        metric: parsed.samples[0].kind(),
+        alpha,
+        margin,
+        ..Policy::default()
+    };
+    let experiment = Experiment {
+        variants: parsed
+            .names
+            .iter()
+            .zip(&parsed.samples)
+            .zip(&weights)
+            .map(|((name, sample), weight)| Variant::new(name.clone(), *weight, *sample))
+            .collect(),
+        control,
+        elapsed: std::time::Duration::ZERO,
+    };
+    let evaluation = policy.evaluate(&experiment).map_err(|e| e.to_string())?;
+    let interval = |i: Option<modelgate::stats::Interval>| {
+        i.map_or(serde_json::Value::Null, |i| {
+            serde_json::json!([i.lower, i.upper])
+        })
+    };
+    let show = |i: Option<modelgate::stats::Interval>| {
+        i.map_or("-".to_owned(), |i| {
+            format!("[{:.4}, {:.4}]", i.lower, i.upper)
+        })
+    };
+    let number = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.4}"));
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let write_err = |e: std::io::Error| format!("cannot write output: {e}");
+    if json {
+        let variants: Vec<serde_json::Value> = experiment
+            .variants
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "variant": v.name,
+                    "control": v.name == experiment.variants[control].name,
+                    "n": v.primary.n(),
+                    "mean": v.primary.mean(),
+                    "ci": interval(fixed::mean_interval(&v.primary, alpha).ok()),
+                    "weight": v.weight,
+                })
+            })
+            .collect();
+        let comparisons: Vec<serde_json::Value> = evaluation
+            .comparisons
+            .iter()
+            .map(|c| {
+                let e = &c.primary;
+                let reason = match &c.decision {
+                    modelgate::stats::Decision::Continue { reason, .. }
+                    | modelgate::stats::Decision::Inconclusive { reason, .. } => {
+                        Some(reason.as_str())
+                    }
+                    _ => None,
+                };
+                serde_json::json!({
+                    "variant": c.variant,
+                    "control": e.control,
+                    "lift": e.lift,
+                    "lift_ci": interval(e.lift_ci),
+                    "absolute_lift": e.absolute_lift,
+                    "absolute_lift_ci": interval(e.absolute_ci),
+                    "p_value": e.p_value,
+                    "sequential_p_value": e.sequential_p_value,
+                    "sequential_lift_ci": interval(e.sequential_lift),
+                    "tau2": e.tau2,
+                    "probability_better": e.probability_better,
+                    "srm_p_value": evaluation.srm_p_value,
+                    "decision": c.decision.as_str(),
+                    "reason": reason,
+                })
+            })
+            .collect();
+        let object = serde_json::json!({
+            "metric": policy.metric.as_str(),
+            "alpha": alpha,
+            "margin": margin,
+            "variants": variants,
+            "comparisons": comparisons,
+            "srm_p_value": evaluation.srm_p_value,
+            "decision": evaluation.decision.as_str(),
+        });
+        writeln!(out, "{object}").map_err(write_err)?;
+    } else {
+        writeln!(
+            out,
+            "{} metric, control {}, alpha {alpha}, margin {margin}; SRM p = {:.4}{}",
+            policy.metric.as_str(),
+            experiment.variants[control].name,
+            evaluation.srm_p_value,
+            if evaluation.srm_flagged {
+                " (MISMATCH: no winner can be declared)"
+            } else {
+                ""
+            }
+        )
+        .map_err(write_err)?;
+        writeln!(out, "{:<20} {:>12} {:>14}  CI", "variant", "n", "mean").map_err(write_err)?;
+        for v in &experiment.variants {
+            writeln!(
+                out,
+                "{:<20} {:>12} {:>14.6}  {}",
+                v.name,
+                v.primary.n(),
+                v.primary.mean(),
+                show(fixed::mean_interval(&v.primary, alpha).ok())
+            )
+            .map_err(write_err)?;
+        }
+        writeln!(
+            out,
+            "\n{:<20} {:>9} {:>20} {:>10} {:>10} {:>20}  decision",
+            "candidate", "lift", "lift CI", "p", "seq. p", "always-valid CI"
+        )
+        .map_err(write_err)?;
+        for c in &evaluation.comparisons {
+            let e = &c.primary;
+            writeln!(
+                out,
+                "{:<20} {:>9} {:>20} {:>10} {:>10} {:>20}  {}",
+                c.variant,
+                number(e.lift),
+                show(e.lift_ci),
+                number(e.p_value),
+                number(e.sequential_p_value),
+                show(e.sequential_lift),
+                c.decision.as_str()
+            )
+            .map_err(write_err)?;
         }
     }
     out.flush().map_err(write_err)

@@ -19,7 +19,8 @@ pub(crate) struct NameRegistry {
     experiments: Vec<Arc<str>>,
     experiment_ids: HashMap<Arc<str>, ExperimentId>,
     variants: Vec<(ExperimentId, Arc<str>)>,
-    variant_ids: HashMap<(ExperimentId, Arc<str>), VariantId>,
+    /// Per experiment, variant name → id (nested so that a lookup by `&str` allocates nothing).
+    variant_ids: HashMap<ExperimentId, HashMap<Arc<str>, VariantId>>,
 }
 
 impl NameRegistry {
@@ -45,8 +46,7 @@ impl NameRegistry {
         experiment: ExperimentId,
         name: &str,
     ) -> Result<VariantId, ConfigError> {
-        let key = (experiment, Arc::<str>::from(name));
-        if let Some(&id) = self.variant_ids.get(&key) {
+        if let Some(&id) = self.variant_ids.get(&experiment).and_then(|m| m.get(name)) {
             return Ok(id);
         }
         if self.variants.len() >= MAX_VARIANTS {
@@ -56,8 +56,12 @@ impl NameRegistry {
             });
         }
         let id = VariantId(self.variants.len() as u32);
-        self.variants.push(key.clone());
-        self.variant_ids.insert(key, id);
+        let name: Arc<str> = name.into();
+        self.variants.push((experiment, name.clone()));
+        self.variant_ids
+            .entry(experiment)
+            .or_default()
+            .insert(name, id);
         Ok(id)
     }
 
@@ -75,7 +79,8 @@ impl NameRegistry {
 
     pub(crate) fn find_variant(&self, experiment: ExperimentId, name: &str) -> Option<VariantId> {
         self.variant_ids
-            .get(&(experiment, Arc::<str>::from(name)))
+            .get(&experiment)
+            .and_then(|m| m.get(name))
             .copied()
     }
 

@@ -1,0 +1,279 @@
+//! Fixed-horizon tests and intervals: valid when looked at once, at a sample size fixed in
+//! advance. Reported for reference; decisions use [`super::sequential`].
+//!
+//! Conventions: the effect is `candidate − control`; the relative lift is
+//! `candidate / control − 1`. Accuracy is that of `statrs`' normal and Student-t
+//! distributions (better than 1e-9 on p-values in the ranges tested against SciPy).
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{Continuous, ContinuousCDF, Normal, StudentsT};
+
+use super::{Interval, MetricKind, Sample, StatsError, check_probability};
+
+/// The outcome of a two-sample test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// z or t statistic of `candidate − control`.
+    pub statistic: f64,
+    /// Two-sided p-value.
+    pub p_value: f64,
+    /// Welch–Satterthwaite degrees of freedom (`None` for the z-test).
+    pub degrees_of_freedom: Option<f64>,
+}
+
+/// Absolute and relative lift of the candidate over the control with (1 − α) intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Lift {
+    /// `mean(candidate) − mean(control)`.
+    pub absolute: f64,
+    /// Its interval: unpooled Wald (normal quantile) for proportions, Welch (Student-t
+    /// quantile with Welch–Satterthwaite degrees of freedom) for means.
+    pub absolute_ci: Interval,
+    /// `mean(candidate) / mean(control) − 1`.
+    pub relative: f64,
+    /// Its delta-method interval (normal quantile):
+    /// `se² = se_B² / m_A² + m_B² · se_A² / m_A⁴`.
+    pub relative_ci: Interval,
+}
+
+/// Two-sided p-value of a standard normal statistic.
+pub(crate) fn normal_two_sided(z: f64) -> f64 {
+    2.0 * Normal::standard().sf(z.abs())
+}
+
+/// The standard normal quantile at `p` (in (0, 1)).
+pub(crate) fn normal_quantile(p: f64) -> f64 {
+    Normal::standard().inverse_cdf(p)
+}
+
+/// The x > 0 with `P(T > x) = tail` for Student's t with `df` degrees of freedom
+/// (`tail` in (0, 0.5)). Safeguarded Newton on the survival function: `statrs`'
+/// `inverse_cdf` loses accuracy (and can fail to terminate) at very large `df`.
+pub(crate) fn t_upper_quantile(df: f64, tail: f64) -> Option<f64> {
+    if !(tail > 0.0 && tail < 0.5) {
+        return None;
+    }
+    if df > 1000.0 {
+        // Cornish–Fisher expansion around the normal quantile to df⁻³; the next term is
+        // below 1e-10 for df > 1000 and tails down to 1e-12.
+        let z = normal_quantile(1.0 - tail);
+        let (z3, z5, z7) = (z.powi(3), z.powi(5), z.powi(7));
+        return Some(
+            z + (z3 + z) / (4.0 * df)
+                + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df * df)
+                + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df.powi(3)),
+        );
+    }
+    let t = StudentsT::new(0.0, 1.0, df).ok()?;
+    // Bracket: sf(low) > tail >= sf(high).
+    let (mut low, mut high) = (0.0f64, 1.0f64);
+    let mut steps = 0;
+    while t.sf(high) > tail {
+        low = high;
+        high *= 2.0;
+        steps += 1;
+        if steps > 1100 {
+            return None;
+        }
+    }
+    let mut x = normal_quantile(1.0 - tail).clamp(low, high);
+    for _ in 0..200 {
+        let f = t.sf(x) - tail;
+        if f == 0.0 {
+            return Some(x);
+        }
+        if f > 0.0 {
+            low = x;
+        } else {
+            high = x;
+        }
+        let density = t.pdf(x);
+        let newton = x + f / density;
+        let next = if density > 0.0 && newton > low && newton < high {
+            newton
+        } else {
+            0.5 * (low + high)
+        };
+        if (next - x).abs() <= 1e-15 * x.abs().max(1.0) || high - low <= 1e-15 * high {
+            return Some(next);
+        }
+        x = next;
+    }
+    Some(x)
+}
+
+/// Two-proportion z-test with the variance pooled under the null (statsmodels
+/// `proportions_ztest([b, a], [n_b, n_a])`). When the pooled rate is 0 or 1 (no variance)
+/// the statistic is 0 and the p-value 1 (statsmodels answers NaN).
+pub fn two_proportion_z_test(
+    control: &Sample,
+    candidate: &Sample,
+) -> Result<TestResult, StatsError> {
+    let (
+        Sample::Binary {
+            n: na,
+            successes: sa,
+        },
+        Sample::Binary {
+            n: nb,
+            successes: sb,
+        },
+    ) = (*control, *candidate)
+    else {
+        return Err(StatsError::MixedKinds);
+    };
+    control.validate()?;
+    candidate.validate()?;
+    if na == 0 || nb == 0 {
+        return Err(StatsError::Degenerate("a variant has no observations"));
+    }
+    let pooled = (sa + sb) as f64 / (na + nb) as f64;
+    let variance = pooled * (1.0 - pooled) * (1.0 / na as f64 + 1.0 / nb as f64);
+    let difference = candidate.mean() - control.mean();
+    if variance <= 0.0 {
+        return Ok(TestResult {
+            statistic: 0.0,
+            p_value: 1.0,
+            degrees_of_freedom: None,
+        });
+    }
+    let statistic = difference / variance.sqrt();
+    Ok(TestResult {
+        statistic,
+        p_value: normal_two_sided(statistic),
+        degrees_of_freedom: None,
+    })
+}
+
+/// Welch–Satterthwaite degrees of freedom of `candidate − control`.
+fn welch_df(control: &Sample, candidate: &Sample) -> Option<f64> {
+    let (na, nb) = (control.n(), candidate.n());
+    if na < 2 || nb < 2 {
+        return None;
+    }
+    let va = control.variance_of_mean();
+    let vb = candidate.variance_of_mean();
+    let df = (va + vb).powi(2) / (va * va / (na - 1) as f64 + vb * vb / (nb - 1) as f64);
+    (df.is_finite() && df > 0.0).then_some(df)
+}
+
+/// Welch's t-test from aggregates (SciPy `ttest_ind_from_stats(..., equal_var=False)`).
+/// Needs two observations per variant and some variance.
+pub fn welch_t_test(control: &Sample, candidate: &Sample) -> Result<TestResult, StatsError> {
+    let (Sample::Continuous { .. }, Sample::Continuous { .. }) = (control, candidate) else {
+        return Err(StatsError::MixedKinds);
+    };
+    control.validate()?;
+    candidate.validate()?;
+    let df = welch_df(control, candidate).ok_or(StatsError::Degenerate(
+        "Welch's test needs two observations per variant and some variance",
+    ))?;
+    let se = (control.variance_of_mean() + candidate.variance_of_mean()).sqrt();
+    let statistic = (candidate.mean() - control.mean()) / se;
+    // Beyond 10^10 degrees of freedom the t and normal tails differ by less than 1e-11.
+    let p_value = if df > 1e10 {
+        normal_two_sided(statistic)
+    } else {
+        let t = StudentsT::new(0.0, 1.0, df)
+            .map_err(|_| StatsError::Degenerate("invalid degrees of freedom"))?;
+        (2.0 * t.sf(statistic.abs())).min(1.0)
+    };
+    Ok(TestResult {
+        statistic,
+        p_value,
+        degrees_of_freedom: Some(df),
+    })
+}
+
+/// The test that fits the samples' kind: [`two_proportion_z_test`] or [`welch_t_test`].
+pub fn test(control: &Sample, candidate: &Sample) -> Result<TestResult, StatsError> {
+    match (control.kind(), candidate.kind()) {
+        (MetricKind::Binary, MetricKind::Binary) => two_proportion_z_test(control, candidate),
+        (MetricKind::Continuous, MetricKind::Continuous) => welch_t_test(control, candidate),
+        _ => Err(StatsError::MixedKinds),
+    }
+}
+
+/// (1 − α) interval of one variant's mean: Wald (normal quantile) for a proportion,
+/// Student-t with `n − 1` degrees of freedom for a mean. Errors with fewer than one (binary)
+/// or two (continuous) observations.
+pub fn mean_interval(sample: &Sample, alpha: f64) -> Result<Interval, StatsError> {
+    check_probability("alpha", alpha)?;
+    sample.validate()?;
+    let n = sample.n();
+    let quantile = match sample.kind() {
+        MetricKind::Binary if n >= 1 => normal_quantile(1.0 - alpha / 2.0),
+        MetricKind::Continuous if n >= 2 => t_upper_quantile((n - 1) as f64, alpha / 2.0)
+            .ok_or(StatsError::Degenerate("invalid degrees of freedom"))?,
+        _ => {
+            return Err(StatsError::Degenerate(
+                "too few observations for an interval",
+            ));
+        }
+    };
+    Ok(Interval::around(
+        sample.mean(),
+        quantile * sample.variance_of_mean().sqrt(),
+    ))
+}
+
+/// Absolute and relative lift with (1 − α) intervals (see [`Lift`]). Errors when a variant
+/// is empty (or has fewer than two values, for means) or the control mean is 0.
+pub fn lift(control: &Sample, candidate: &Sample, alpha: f64) -> Result<Lift, StatsError> {
+    check_probability("alpha", alpha)?;
+    if control.kind() != candidate.kind() {
+        return Err(StatsError::MixedKinds);
+    }
+    control.validate()?;
+    candidate.validate()?;
+    let kind = control.kind();
+    let minimum = if kind == MetricKind::Binary { 1 } else { 2 };
+    if control.n() < minimum || candidate.n() < minimum {
+        return Err(StatsError::Degenerate(
+            "too few observations for an interval",
+        ));
+    }
+    let (ma, mb) = (control.mean(), candidate.mean());
+    let (va, vb) = (control.variance_of_mean(), candidate.variance_of_mean());
+    let z = normal_quantile(1.0 - alpha / 2.0);
+    let quantile = match (kind, welch_df(control, candidate)) {
+        (MetricKind::Continuous, Some(df)) => t_upper_quantile(df, alpha / 2.0).unwrap_or(z),
+        _ => z,
+    };
+    let absolute = mb - ma;
+    if ma == 0.0 {
+        return Err(StatsError::Degenerate(
+            "the control mean is 0: the relative lift is undefined",
+        ));
+    }
+    let relative = mb / ma - 1.0;
+    let relative_variance = vb / (ma * ma) + mb * mb * va / ma.powi(4);
+    Ok(Lift {
+        absolute,
+        absolute_ci: Interval::around(absolute, quantile * (va + vb).sqrt()),
+        relative,
+        relative_ci: Interval::around(relative, z * relative_variance.sqrt()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_quantile_is_accurate_for_small_and_huge_df() {
+        // Known values: t_{0.975}(1) = 12.7062047361747, t_{0.975}(10) = 2.22813885198627.
+        assert!((t_upper_quantile(1.0, 0.025).unwrap() - 12.706_204_736_174_7).abs() < 1e-9);
+        assert!((t_upper_quantile(10.0, 0.025).unwrap() - 2.228_138_851_986_27).abs() < 1e-9);
+        // SciPy's t.ppf(0.975, df) for df = 1001 and 2000, through the expansion.
+        assert!((t_upper_quantile(1001.0, 0.025).unwrap() - 1.962_336_705_280_88).abs() < 1e-10);
+        assert!((t_upper_quantile(2000.0, 0.025).unwrap() - 1.961_150_826_099_44).abs() < 1e-10);
+        let z = normal_quantile(0.975);
+        for df in [1e7, 1e8, 1e9, 1e12] {
+            assert!(
+                (t_upper_quantile(df, 0.025).unwrap() - z).abs() < 1e-6,
+                "{df}"
+            );
+        }
+    }
+}

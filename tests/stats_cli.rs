@@ -1,0 +1,168 @@
+//! `modelgate abtest`: JSON and table output on observation and aggregate files, and exit
+//! code 2 with a clear message on bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("modelgate-stats-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write input");
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .arg("abtest")
+        .args(args)
+        .output()
+        .expect("run modelgate")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+#[test]
+fn binary_aggregates_pick_a_winner() {
+    let path = write(
+        "binary.csv",
+        "variant,n,successes\ncandidate,20000,2600\ncontrol,20000,2000\n",
+    );
+    let v = json(&["--input", path.to_str().unwrap(), "--json"]);
+    assert_eq!(v["variants"].as_array().unwrap().len(), 2);
+    assert_eq!(v["variants"][1]["variant"], "control");
+    assert_eq!(v["variants"][1]["n"], 20000);
+    let c = &v["comparisons"][0];
+    assert_eq!(c["variant"], "candidate");
+    assert!((c["lift"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+    for key in [
+        "lift_ci",
+        "p_value",
+        "sequential_p_value",
+        "srm_p_value",
+        "decision",
+    ] {
+        assert!(!c[key].is_null(), "{key}");
+    }
+    assert_eq!(c["decision"], "winner");
+    assert!(c["p_value"].as_f64().unwrap() <= c["sequential_p_value"].as_f64().unwrap());
+    // A 50% margin is out of reach.
+    let v = json(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--json",
+        "--margin",
+        "0.5",
+    ]);
+    assert_eq!(v["comparisons"][0]["decision"], "continue");
+}
+
+#[test]
+fn observations_and_continuous_aggregates() {
+    let mut text = String::from("variant,value\n");
+    for i in 0..300 {
+        text.push_str(&format!("a,{}\nb,{}\nc,{}\n", i % 7, (i % 7) + 1, i % 5));
+    }
+    let path = write("observations.csv", &text);
+    let v = json(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--json",
+        "--control",
+        "a",
+        "--weights",
+        "a=1,b=1,c=1",
+    ]);
+    assert_eq!(v["metric"], "continuous");
+    assert_eq!(v["comparisons"].as_array().unwrap().len(), 2);
+    assert_eq!(v["variants"][0]["n"], 300);
+    let path = write(
+        "moments.csv",
+        "variant,n,mean,variance\ncontrol,500,10.0,4.0\nnew,480,10.1,4.5\n",
+    );
+    let out = run(&["--input", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("control") && table.contains("new"),
+        "{table}"
+    );
+}
+
+#[test]
+fn srm_blocks_the_winner() {
+    let path = write(
+        "srm.csv",
+        "variant,n,successes\ncontrol,20000,2000\ncandidate,26000,3400\n",
+    );
+    let v = json(&["--input", path.to_str().unwrap(), "--json"]);
+    assert!(v["comparisons"][0]["srm_p_value"].as_f64().unwrap() < 0.001);
+    assert_eq!(v["comparisons"][0]["decision"], "continue");
+    // Configured 20/26 weights explain the counts.
+    let v = json(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--json",
+        "--weights",
+        "control=20,candidate=26",
+    ]);
+    assert_eq!(v["comparisons"][0]["decision"], "winner");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    let cases: [(&str, &str, &[&str], &str); 8] = [
+        ("header", "variant,score\na,1\nb,2\n", &[], "unknown header"),
+        ("nan", "variant,value\na,1\nb,x\n", &[], "line 3"),
+        (
+            "negative",
+            "variant,n,successes\na,-5,0\nb,5,1\n",
+            &[],
+            "n must be >= 0",
+        ),
+        ("over", "variant,n,successes\na,5,6\nb,5,1\n", &[], "exceed"),
+        (
+            "single",
+            "variant,n,successes\na,5,1\n",
+            &[],
+            "two variants",
+        ),
+        (
+            "control",
+            "variant,n,successes\na,5,1\nb,5,1\n",
+            &["--control", "zz"],
+            "unknown control",
+        ),
+        (
+            "weights",
+            "variant,n,successes\na,5,1\nb,5,1\n",
+            &["--weights", "a=1,q=1"],
+            "unknown variant",
+        ),
+        (
+            "metric",
+            "variant,n,successes\na,5,1\nb,5,1\n",
+            &["--metric", "continuous"],
+            "binary",
+        ),
+    ];
+    for (name, text, extra, message) in cases {
+        let path = write(&format!("bad-{name}.csv"), text);
+        let mut args = vec!["--input", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{name}: {stderr}");
+    }
+}

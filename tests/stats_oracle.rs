@@ -1,0 +1,221 @@
+//! Fixed-horizon A/B statistics against statsmodels and SciPy (`tests/oracle/stats_oracle.py`):
+//! `proportions_ztest`, `confint_proportions_2indep(method="wald")`,
+//! `ttest_ind_from_stats(equal_var=False)` with a Welch interval and delta-method relative
+//! intervals computed in NumPy, and `chisquare`. Cases are generated here (seeded): several
+//! sizes (2 to 10^9), rates, means and variances, unequal n. p-values and interval ends must
+//! agree within 1e-6 (absolute).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::{Rng, oracle_python};
+use modelgate::stats::{Sample, fixed, srm::srm_test};
+use serde_json::{Value, json};
+
+const TOLERANCE: f64 = 1e-6;
+
+struct Oracle {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Oracle {
+    fn start() -> Self {
+        let mut child = Command::new(oracle_python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/oracle/stats_oracle.py"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the statsmodels oracle");
+        let input = child.stdin.take().expect("stdin");
+        let output = BufReader::new(child.stdout.take().expect("stdout"));
+        Oracle {
+            child,
+            input,
+            output,
+        }
+    }
+    fn ask(&mut self, case: &Value) -> Value {
+        writeln!(self.input, "{case}").expect("write");
+        self.input.flush().expect("flush");
+        let mut line = String::new();
+        self.output.read_line(&mut line).expect("read");
+        serde_json::from_str(&line).expect("oracle JSON")
+    }
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().expect("a number")
+}
+
+struct Worst(f64, String);
+
+impl Worst {
+    fn check(&mut self, what: &str, got: f64, want: f64, case: &Value) {
+        let diff = (got - want).abs();
+        assert!(
+            diff <= TOLERANCE,
+            "{what}: ours {got}, oracle {want} (diff {diff}) on {case}"
+        );
+        if diff > self.0 {
+            *self = Worst(diff, what.to_owned());
+        }
+    }
+}
+
+fn sizes(rng: &mut Rng) -> u64 {
+    const SIZES: [u64; 9] = [
+        2,
+        5,
+        30,
+        100,
+        1_000,
+        12_345,
+        250_000,
+        10_000_000,
+        1_000_000_000,
+    ];
+    SIZES[rng.below(SIZES.len() as u64) as usize]
+}
+
+#[test]
+fn fixed_horizon_statistics_match_statsmodels_and_scipy() {
+    let mut oracle = Oracle::start();
+    let mut rng = Rng(0x5a75);
+    let mut worst = Worst(0.0, String::new());
+    let alphas = [0.05, 0.01, 0.1, 0.2];
+    let mut binary = 0;
+    while binary < 300 {
+        let (na, nb) = (sizes(&mut rng).max(10), sizes(&mut rng).max(10));
+        let rate = [0.001, 0.01, 0.1, 0.3, 0.5, 0.9][rng.below(6) as usize];
+        let ra = (rate * (0.8 + 0.4 * rng.unit())).min(0.999);
+        let rb = (ra * (0.9 + 0.25 * rng.unit())).min(0.999);
+        let sa = (ra * na as f64).round() as u64;
+        let sb = (rb * nb as f64).round() as u64;
+        // The Wald interval and the delta method need some successes and failures.
+        if sa == 0 || sb == 0 || sa == na || sb == nb {
+            continue;
+        }
+        binary += 1;
+        let alpha = alphas[rng.below(4) as usize];
+        let case = json!({"kind": "binary", "a": [na, sa], "b": [nb, sb], "alpha": alpha});
+        let want = oracle.ask(&case);
+        let (a, b) = (
+            Sample::binary(na, sa).unwrap(),
+            Sample::binary(nb, sb).unwrap(),
+        );
+        let test = fixed::two_proportion_z_test(&a, &b).unwrap();
+        let lift = fixed::lift(&a, &b, alpha).unwrap();
+        worst.check("z p-value", test.p_value, num(&want["p_value"]), &case);
+        assert!(
+            (test.statistic - num(&want["statistic"])).abs()
+                <= 1e-6 * test.statistic.abs().max(1.0)
+        );
+        worst.check(
+            "diff ci lower",
+            lift.absolute_ci.lower,
+            num(&want["ci"][0]),
+            &case,
+        );
+        worst.check(
+            "diff ci upper",
+            lift.absolute_ci.upper,
+            num(&want["ci"][1]),
+            &case,
+        );
+        worst.check("relative", lift.relative, num(&want["relative"]), &case);
+        worst.check(
+            "relative lower",
+            lift.relative_ci.lower,
+            num(&want["relative_ci"][0]),
+            &case,
+        );
+        worst.check(
+            "relative upper",
+            lift.relative_ci.upper,
+            num(&want["relative_ci"][1]),
+            &case,
+        );
+    }
+    for _ in 0..300 {
+        let (na, nb) = (sizes(&mut rng), sizes(&mut rng));
+        let scale = [1e-3, 1.0, 50.0, 1e4][rng.below(4) as usize];
+        let ma = scale * (0.5 + rng.unit());
+        let mb = ma * (0.95 + 0.1 * rng.unit());
+        let va = (scale * (0.1 + 2.0 * rng.unit())).powi(2);
+        let vb = va * (0.25 + 4.0 * rng.unit());
+        let alpha = alphas[rng.below(4) as usize];
+        let case =
+            json!({"kind": "continuous", "a": [na, ma, va], "b": [nb, mb, vb], "alpha": alpha});
+        let want = oracle.ask(&case);
+        let (a, b) = (
+            Sample::continuous(na, ma, va).unwrap(),
+            Sample::continuous(nb, mb, vb).unwrap(),
+        );
+        let test = fixed::welch_t_test(&a, &b).unwrap();
+        let lift = fixed::lift(&a, &b, alpha).unwrap();
+        worst.check("welch p-value", test.p_value, num(&want["p_value"]), &case);
+        let df = test.degrees_of_freedom.unwrap();
+        assert!((df - num(&want["df"])).abs() <= 1e-9 * df, "{case}");
+        // Interval ends relative to the metric's scale.
+        let s = scale.max(1.0);
+        worst.check(
+            "welch ci lower",
+            lift.absolute_ci.lower / s,
+            num(&want["ci"][0]) / s,
+            &case,
+        );
+        worst.check(
+            "welch ci upper",
+            lift.absolute_ci.upper / s,
+            num(&want["ci"][1]) / s,
+            &case,
+        );
+        worst.check(
+            "relative lower",
+            lift.relative_ci.lower,
+            num(&want["relative_ci"][0]),
+            &case,
+        );
+        worst.check(
+            "relative upper",
+            lift.relative_ci.upper,
+            num(&want["relative_ci"][1]),
+            &case,
+        );
+    }
+    for _ in 0..200 {
+        let k = 2 + rng.below(4) as usize;
+        let weights: Vec<f64> = (0..k).map(|_| 0.1 + rng.unit()).collect();
+        let total = sizes(&mut rng).max(20) as f64;
+        let sum: f64 = weights.iter().sum();
+        let skew = if rng.below(3) == 0 { 0.05 } else { 0.002 };
+        let counts: Vec<u64> = weights
+            .iter()
+            .map(|w| (total * w / sum * (1.0 + skew * (rng.unit() - 0.5))).round() as u64)
+            .collect();
+        let case = json!({"kind": "srm", "counts": counts, "weights": weights});
+        let want = oracle.ask(&case);
+        let got = srm_test(&counts, &weights).unwrap();
+        worst.check("srm p-value", got.p_value, num(&want["p_value"]), &case);
+        let stat = num(&want["statistic"]);
+        assert!(
+            (got.statistic - stat).abs() <= 1e-8 * stat.max(1.0),
+            "{case}"
+        );
+    }
+    println!("max abs diff {:.3e} ({})", worst.0, worst.1);
+}
