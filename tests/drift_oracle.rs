@@ -7,10 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 
-use common::{Rng, oracle_python};
+use common::{Oracle, Rng};
 use modelgate::drift::{
     Comparison, ExactSample, Thresholds, compare_categorical, compare_numeric, psi,
 };
@@ -24,50 +22,9 @@ fn close(got: f64, want: f64, relative: f64) -> bool {
     (got - want).abs() <= relative * want.abs().max(1e-12)
 }
 
-struct Oracle {
-    child: std::process::Child,
-    input: std::process::ChildStdin,
-    output: BufReader<std::process::ChildStdout>,
-}
-
-impl Oracle {
-    fn start() -> Self {
-        let mut child = Command::new(oracle_python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/oracle/drift_oracle.py"
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the SciPy oracle");
-        let input = child.stdin.take().expect("stdin");
-        let output = BufReader::new(child.stdout.take().expect("stdout"));
-        Oracle {
-            child,
-            input,
-            output,
-        }
-    }
-    fn ask(&mut self, case: serde_json::Value) -> serde_json::Value {
-        writeln!(self.input, "{case}").expect("write");
-        self.input.flush().expect("flush");
-        let mut line = String::new();
-        self.output.read_line(&mut line).expect("read");
-        serde_json::from_str(&line).expect("oracle JSON")
-    }
-}
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn numeric_statistics_match_scipy() {
-    let mut oracle = Oracle::start();
+    let mut oracle = Oracle::start("drift_oracle.py");
     let mut rng = Rng(0xd71f7);
     let t = Thresholds::default();
     type Generator = Box<dyn Fn(&mut Rng) -> f64>;
@@ -122,7 +79,7 @@ fn numeric_statistics_match_scipy() {
         let ours = compare_numeric(&sa, &sb, None, &t);
         let edges = psi::quantile_edges(&sa, t.psi_bins);
         let want =
-            oracle.ask(serde_json::json!({"kind": "numeric", "a": a, "b": b, "edges": edges}));
+            oracle.ask(&serde_json::json!({"kind": "numeric", "a": a, "b": b, "edges": edges}));
         let f = |k: &str| want[k].as_f64().expect("number");
         assert!(
             (ours.ks - f("ks")).abs() < 1e-12,
@@ -152,7 +109,7 @@ fn numeric_statistics_match_scipy() {
 
 #[test]
 fn categorical_statistics_match_scipy() {
-    let mut oracle = Oracle::start();
+    let mut oracle = Oracle::start("drift_oracle.py");
     let t = Thresholds::default();
     type Counts = Vec<(&'static str, f64)>;
     let cases: Vec<(Counts, Counts)> = vec![
@@ -174,7 +131,7 @@ fn categorical_statistics_match_scipy() {
         let rb: BTreeMap<String, f64> = b.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let ours = compare_categorical(&ra, &rb, &t);
         let (_, va, vb) = modelgate::drift::categorical::align(&ra, &rb);
-        let want = oracle.ask(serde_json::json!({"kind": "categorical", "a": va, "b": vb}));
+        let want = oracle.ask(&serde_json::json!({"kind": "categorical", "a": va, "b": vb}));
         let f = |k: &str| want[k].as_f64().expect("number");
         assert!(
             close(ours.chi_square, f("chi2"), 1e-9),
@@ -234,7 +191,7 @@ fn verdicts_follow_the_thresholds() {
 
 #[test]
 fn finite_sample_ks_distribution_matches_scipy_kstwo() {
-    let mut oracle = Oracle::start();
+    let mut oracle = Oracle::start("drift_oracle.py");
     let mut points = Vec::new();
     // Pelz-Good is within 1e-3 from about n = 15 on (at n = 10 it is off by 1.1e-3).
     for n in [17u64, 30, 100, 141, 500, 1200, 5000, 100_000, 500_000] {
@@ -244,7 +201,7 @@ fn finite_sample_ks_distribution_matches_scipy_kstwo() {
             points.push((n, x));
         }
     }
-    let want = oracle.ask(serde_json::json!({"kind": "kstwo", "points": points}));
+    let want = oracle.ask(&serde_json::json!({"kind": "kstwo", "points": points}));
     let want = want["sf"].as_array().expect("sf");
     let mut worst = 0.0f64;
     for ((n, x), w) in points.iter().zip(want) {

@@ -7,55 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
-use common::{Rng, oracle_python};
+use common::{Oracle, Rng};
 use modelgate::stats::{Sample, fixed, srm::srm_test};
 use serde_json::{Value, json};
 
 const TOLERANCE: f64 = 1e-6;
-
-struct Oracle {
-    child: std::process::Child,
-    input: std::process::ChildStdin,
-    output: BufReader<std::process::ChildStdout>,
-}
-
-impl Oracle {
-    fn start() -> Self {
-        let mut child = Command::new(oracle_python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/oracle/stats_oracle.py"
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the statsmodels oracle");
-        let input = child.stdin.take().expect("stdin");
-        let output = BufReader::new(child.stdout.take().expect("stdout"));
-        Oracle {
-            child,
-            input,
-            output,
-        }
-    }
-    fn ask(&mut self, case: &Value) -> Value {
-        writeln!(self.input, "{case}").expect("write");
-        self.input.flush().expect("flush");
-        let mut line = String::new();
-        self.output.read_line(&mut line).expect("read");
-        serde_json::from_str(&line).expect("oracle JSON")
-    }
-}
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn num(v: &Value) -> f64 {
     v.as_f64().expect("a number")
@@ -93,7 +49,7 @@ fn sizes(rng: &mut Rng) -> u64 {
 
 #[test]
 fn fixed_horizon_statistics_match_statsmodels_and_scipy() {
-    let mut oracle = Oracle::start();
+    let mut oracle = Oracle::start("stats_oracle.py");
     let mut rng = Rng(0x5a75);
     let mut worst = Worst(0.0, String::new());
     let alphas = [0.05, 0.01, 0.1, 0.2];

@@ -70,3 +70,51 @@ pub fn chi_square_p(statistic: f64, degrees_of_freedom: f64) -> f64 {
         .expect("degrees of freedom > 0")
         .sf(statistic)
 }
+
+/// A Python oracle script from `tests/oracle/`, spoken to in JSON lines: one request per
+/// line on its stdin, one answer per line on its stdout.
+pub struct Oracle {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Oracle {
+    /// Starts `tests/oracle/{script}` with the oracle interpreter.
+    pub fn start(script: &str) -> Self {
+        use std::process::{Command, Stdio};
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/oracle")
+            .join(script);
+        let mut child = Command::new(oracle_python())
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the oracle {}: {e}", path.display()));
+        let input = child.stdin.take().expect("stdin");
+        let output = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Oracle {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Sends one request and reads its answer.
+    pub fn ask(&mut self, case: &serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        writeln!(self.input, "{case}").expect("write to the oracle");
+        self.input.flush().expect("flush");
+        let mut line = String::new();
+        self.output.read_line(&mut line).expect("read the oracle");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("oracle answered {line:?}: {e}"))
+    }
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
