@@ -127,6 +127,20 @@ pub struct Control {
     pub models: BTreeMap<String, ModelAssignment>,
 }
 
+fn malformed_json(e: serde_json::Error) -> WireError {
+    WireError::Malformed {
+        format: "JSON",
+        reason: e.to_string(),
+    }
+}
+
+fn malformed_binary(e: postcard::Error) -> WireError {
+    WireError::Malformed {
+        format: "binary",
+        reason: e.to_string(),
+    }
+}
+
 fn check_size(bytes: &[u8], limits: &WireLimits) -> Result<(), WireError> {
     if bytes.len() > limits.max_bytes {
         return Err(WireError::TooLarge {
@@ -155,15 +169,9 @@ fn decode<T: for<'de> Deserialize<'de>>(
     check_size(bytes, limits)?;
     let media = media_type(content_type);
     if media == CONTENT_TYPE_JSON {
-        serde_json::from_slice(bytes).map_err(|e| WireError::Malformed {
-            format: "JSON",
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(bytes).map_err(malformed_json)
     } else if media == binary_type {
-        postcard::from_bytes(bytes).map_err(|e| WireError::Malformed {
-            format: "binary",
-            reason: e.to_string(),
-        })
+        postcard::from_bytes(bytes).map_err(malformed_binary)
     } else {
         Err(WireError::UnsupportedContentType(content_type.to_owned()))
     }
@@ -224,10 +232,7 @@ impl Report {
     /// # Errors
     /// Only if serialisation fails (it does not for values this crate builds).
     pub fn to_json(&self) -> Result<Vec<u8>, WireError> {
-        serde_json::to_vec(self).map_err(|e| WireError::Malformed {
-            format: "JSON",
-            reason: e.to_string(),
-        })
+        serde_json::to_vec(self).map_err(malformed_json)
     }
 
     /// Binary (postcard) encoding.
@@ -235,10 +240,7 @@ impl Report {
     /// # Errors
     /// Only if serialisation fails.
     pub fn to_binary(&self) -> Result<Vec<u8>, WireError> {
-        postcard::to_stdvec(self).map_err(|e| WireError::Malformed {
-            format: "binary",
-            reason: e.to_string(),
-        })
+        postcard::to_stdvec(self).map_err(malformed_binary)
     }
 
     /// Decodes and validates a report body of the given content type.
@@ -384,10 +386,7 @@ impl Control {
     /// # Errors
     /// Only if serialisation fails.
     pub fn to_json(&self) -> Result<Vec<u8>, WireError> {
-        serde_json::to_vec(self).map_err(|e| WireError::Malformed {
-            format: "JSON",
-            reason: e.to_string(),
-        })
+        serde_json::to_vec(self).map_err(malformed_json)
     }
 
     /// Binary (postcard) encoding.
@@ -395,11 +394,7 @@ impl Control {
     /// # Errors
     /// Only if serialisation fails.
     pub fn to_binary(&self) -> Result<Vec<u8>, WireError> {
-        let experiments_json =
-            serde_json::to_string(&self.experiments).map_err(|e| WireError::Malformed {
-                format: "JSON",
-                reason: e.to_string(),
-            })?;
+        let experiments_json = serde_json::to_string(&self.experiments).map_err(malformed_json)?;
         let binary = ControlBinary {
             version: self.version,
             etag: self.etag.clone(),
@@ -418,10 +413,7 @@ impl Control {
                 })
                 .collect(),
         };
-        postcard::to_stdvec(&binary).map_err(|e| WireError::Malformed {
-            format: "binary",
-            reason: e.to_string(),
-        })
+        postcard::to_stdvec(&binary).map_err(malformed_binary)
     }
 
     /// Decodes and validates a control document; the experiments config must compile.
@@ -435,11 +427,7 @@ impl Control {
     ) -> Result<Self, WireError> {
         check_size(bytes, limits)?;
         let control = if media_type(content_type) == CONTENT_TYPE_CONTROL {
-            let binary: ControlBinary =
-                postcard::from_bytes(bytes).map_err(|e| WireError::Malformed {
-                    format: "binary",
-                    reason: e.to_string(),
-                })?;
+            let binary: ControlBinary = postcard::from_bytes(bytes).map_err(malformed_binary)?;
             Control {
                 version: binary.version,
                 etag: binary.etag,
