@@ -1,6 +1,8 @@
 //! Bounded memory: after warm-up, recording 10 million requests allocates nothing on the
 //! recording thread and the heap stays flat; unknown names are counted, never stored.
 
+mod common;
+
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::{CountingAllocator, allocations, live_bytes};
@@ -16,18 +18,7 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 #[test]
 fn ten_million_requests_leave_the_heap_flat() {
     let agent: Agent<u32> = Agent::builder()
-        .experiments_toml(
-            r#"
-            [[experiments]]
-            name = "ranker"
-            [[experiments.variants]]
-            name = "control"
-            model = "r@1"
-            [[experiments.variants]]
-            name = "candidate"
-            model = "r@2"
-            "#,
-        )
+        .experiments_toml(common::RANKER_CONFIG)
         .expect("parses")
         .model("r@1", 1)
         .model("r@2", 2)

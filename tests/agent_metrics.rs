@@ -2,6 +2,8 @@
 //! quantiles within 1% of exact, moments against a two-pass computation, and counted
 //! rejections for bad input.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -9,16 +11,7 @@ use std::time::Duration;
 use modelgate::agent::{Agent, Feature, FeatureKind, FeatureValue, Outcome, Snapshot};
 use modelgate::metrics::{ErrorKind, VariantMetrics};
 
-const CONFIG: &str = r#"
-[[experiments]]
-name = "ranker"
-[[experiments.variants]]
-name = "control"
-model = "r@1"
-[[experiments.variants]]
-name = "candidate"
-model = "r@2"
-"#;
+const CONFIG: &str = common::RANKER_CONFIG;
 
 fn agent() -> Agent<&'static str> {
     Agent::builder()

@@ -1,6 +1,8 @@
 //! Reports and control documents round-trip through JSON and binary; malformed, hostile or
 //! invalid bodies are errors (never panics); merged reports add up exactly.
 
+mod common;
+
 use std::time::Duration;
 
 use modelgate::agent::{Agent, Feature, FeatureKind, FeatureValue, Outcome};
@@ -11,16 +13,7 @@ use modelgate::wire::{
 };
 use proptest::prelude::*;
 
-const CONFIG: &str = r#"
-[[experiments]]
-name = "ranker"
-[[experiments.variants]]
-name = "control"
-model = "r@1"
-[[experiments.variants]]
-name = "candidate"
-model = "r@2"
-"#;
+const CONFIG: &str = common::RANKER_CONFIG;
 
 fn agent() -> Agent<u8> {
     Agent::builder()

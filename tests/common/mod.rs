@@ -118,3 +118,16 @@ impl Drop for Oracle {
         let _ = self.child.wait();
     }
 }
+
+/// The two-variant experiment most agent tests use: `ranker` with `control` (model `r@1`)
+/// and `candidate` (model `r@2`), equal weights.
+pub const RANKER_CONFIG: &str = r#"
+[[experiments]]
+name = "ranker"
+[[experiments.variants]]
+name = "control"
+model = "r@1"
+[[experiments.variants]]
+name = "candidate"
+model = "r@2"
+"#;
