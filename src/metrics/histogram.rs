@@ -87,7 +87,9 @@ impl LatencyHistogram {
     /// Number of values.
     #[must_use]
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|(_, c)| c).sum()
+        self.buckets
+            .iter()
+            .fold(0u64, |sum, (_, c)| sum.saturating_add(*c))
     }
 
     /// Adds another histogram's counts.

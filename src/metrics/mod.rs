@@ -113,12 +113,12 @@ impl ErrorCounts {
 
     /// Adds another count.
     pub fn add(&mut self, other: &ErrorCounts) {
-        self.timeout += other.timeout;
-        self.overloaded += other.overloaded;
-        self.invalid_input += other.invalid_input;
-        self.model += other.model;
-        self.internal += other.internal;
-        self.other += other.other;
+        self.timeout = self.timeout.saturating_add(other.timeout);
+        self.overloaded = self.overloaded.saturating_add(other.overloaded);
+        self.invalid_input = self.invalid_input.saturating_add(other.invalid_input);
+        self.model = self.model.saturating_add(other.model);
+        self.internal = self.internal.saturating_add(other.internal);
+        self.other = self.other.saturating_add(other.other);
     }
 }
 
@@ -176,13 +176,13 @@ impl VariantMetrics {
     /// sketches merge within their error bound). Feature sketches of another schema length
     /// are left out rather than mixed.
     pub fn merge(&mut self, other: &VariantMetrics) {
-        self.requests += other.requests;
+        self.requests = self.requests.saturating_add(other.requests);
         self.errors.add(&other.errors);
         self.latency.merge(&other.latency);
-        self.binary.successes += other.binary.successes;
-        self.binary.trials += other.binary.trials;
+        self.binary.successes = self.binary.successes.saturating_add(other.binary.successes);
+        self.binary.trials = self.binary.trials.saturating_add(other.binary.trials);
         self.outcome = self.outcome.merge(&other.outcome);
-        self.feature_rows += other.feature_rows;
+        self.feature_rows = self.feature_rows.saturating_add(other.feature_rows);
         match (self.predictions.as_mut(), other.predictions.as_ref()) {
             (Some(mine), Some(theirs)) => {
                 let _ = mine.merge(theirs);

@@ -29,6 +29,11 @@ pub const CONTENT_TYPE_REPORT: &str = "application/x-modelgate-report";
 /// Content type of binary (postcard) control documents.
 pub const CONTENT_TYPE_CONTROL: &str = "application/x-modelgate-control";
 
+/// Most model-load failures one report carries (an agent keeps the first ones).
+pub const MAX_LOAD_ERRORS: usize = 16;
+/// Longest load-error text, in bytes.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
 /// Bounds a decoder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireLimits {
@@ -101,6 +106,20 @@ pub struct Report {
     pub report_id: String,
     /// What the agent recorded in the window.
     pub snapshot: Snapshot,
+    /// Models the agent failed to load since its previous report (it kept the old ones).
+    #[serde(default)]
+    pub load_errors: Vec<LoadFailure>,
+}
+
+/// A model the agent could not load when the control plane asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadFailure {
+    /// The variant, as `"experiment/variant"`.
+    pub variant: String,
+    /// The model reference it should have loaded.
+    pub reference: String,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// The model a variant must serve.
@@ -224,6 +243,7 @@ impl Report {
             agent_id: agent_id.to_owned(),
             report_id: report_id.to_owned(),
             snapshot,
+            load_errors: Vec::new(),
         }
     }
 
@@ -270,6 +290,22 @@ impl Report {
         }
         check_name("agent_id", &self.agent_id, limits)?;
         check_name("report_id", &self.report_id, limits)?;
+        if self.load_errors.len() > MAX_LOAD_ERRORS {
+            return Err(WireError::Invalid(format!(
+                "{} load errors, limit {MAX_LOAD_ERRORS}",
+                self.load_errors.len()
+            )));
+        }
+        for failure in &self.load_errors {
+            check_name("load error variant", &failure.variant, limits)?;
+            check_name("load error reference", &failure.reference, limits)?;
+            if failure.error.len() > MAX_ERROR_TEXT {
+                return Err(WireError::Invalid(format!(
+                    "load error text of {} bytes, limit {MAX_ERROR_TEXT}",
+                    failure.error.len()
+                )));
+            }
+        }
         let s = &self.snapshot;
         if s.window_start_ms > s.window_end_ms {
             return Err(WireError::Invalid(format!(
@@ -323,16 +359,21 @@ impl Report {
     /// while the sidecar is unreachable): windows join, counters add, histograms add, moments
     /// and sketches merge. The merged report keeps this report's id.
     pub fn absorb(&mut self, later: &Report) {
+        for failure in &later.load_errors {
+            if self.load_errors.len() < MAX_LOAD_ERRORS {
+                self.load_errors.push(failure.clone());
+            }
+        }
         let (mine, theirs) = (&mut self.snapshot, &later.snapshot);
         mine.window_start_ms = mine.window_start_ms.min(theirs.window_start_ms);
         mine.window_end_ms = mine.window_end_ms.max(theirs.window_end_ms);
         let r = &mut mine.rejections;
         let o = &theirs.rejections;
-        r.unknown_experiment += o.unknown_experiment;
-        r.unknown_variant += o.unknown_variant;
-        r.non_finite_value += o.non_finite_value;
-        r.over_limit += o.over_limit;
-        r.schema_mismatch += o.schema_mismatch;
+        r.unknown_experiment = r.unknown_experiment.saturating_add(o.unknown_experiment);
+        r.unknown_variant = r.unknown_variant.saturating_add(o.unknown_variant);
+        r.non_finite_value = r.non_finite_value.saturating_add(o.non_finite_value);
+        r.over_limit = r.over_limit.saturating_add(o.over_limit);
+        r.schema_mismatch = r.schema_mismatch.saturating_add(o.schema_mismatch);
         for e in &theirs.experiments {
             let at = match mine.experiments.iter().position(|x| x.name == e.name) {
                 Some(at) => at,
