@@ -288,6 +288,7 @@ impl<M: Send + Sync + 'static> AgentBuilder<M> {
                 rejections: Rejections::default(),
             }),
             clock: self.clock,
+            drop_hook: Mutex::new(None),
         };
         let current = agent.router.current();
         agent.check_limits(&current)?;
@@ -317,7 +318,12 @@ pub struct Agent<M> {
     bound: Mutex<HashMap<u32, Arc<str>>>,
     window: Mutex<Window>,
     clock: Arc<dyn Clock>,
+    /// Called once with the last snapshot when the agent is dropped (the reporter's flush).
+    drop_hook: Mutex<Option<DropHook>>,
 }
+
+/// What runs when an [`Agent`] is dropped: it receives the final snapshot.
+pub(crate) type DropHook = Box<dyn FnOnce(Snapshot) + Send>;
 
 impl<M> std::fmt::Debug for Agent<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -497,6 +503,56 @@ impl<M: Send + Sync + 'static> Agent<M> {
             .and_then(|slot| slot.store_arc(versioned))
     }
 
+    /// Makes `model` available under `reference` without binding it: the next config whose
+    /// variants name `reference` serves it (the reporter loads models this way before it
+    /// applies a new config, so the config and its models change in one swap).
+    pub fn insert_model(&self, reference: &str, model: M) {
+        let versioned = Arc::new(Versioned {
+            version: reference.into(),
+            model,
+        });
+        self.models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(reference.to_owned(), versioned);
+    }
+
+    /// Whether the agent holds a model under `reference`.
+    #[must_use]
+    pub fn has_model(&self, reference: &str) -> bool {
+        self.models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(reference)
+    }
+
+    /// Drops the agent's own handle on every model that neither the current config names
+    /// nor a slot serves, so old versions do not pile up (a request still using one keeps
+    /// it alive until it finishes). Returns how many were dropped.
+    pub fn forget_unused_models(&self) -> usize {
+        let current = self.router.current();
+        let named: std::collections::HashSet<&str> = current
+            .experiments()
+            .iter()
+            .flat_map(|e| e.variants())
+            .filter_map(|v| v.model())
+            .collect();
+        let served: std::collections::HashSet<String> = self
+            .slots
+            .iter()
+            .filter_map(|slot| slot.version().map(|v| v.to_string()))
+            .collect();
+        let mut models = self
+            .models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = models.len();
+        models.retain(|reference, _| {
+            named.contains(reference.as_str()) || served.contains(reference)
+        });
+        before - models.len()
+    }
+
     /// The slot of a variant (to read or swap its model directly).
     #[must_use]
     pub fn model_slot(&self, variant: VariantId) -> Option<&ModelSlot<M>> {
@@ -534,7 +590,9 @@ impl<M: Send + Sync + 'static> Agent<M> {
             }
         }
     }
+}
 
+impl<M> Agent<M> {
     /// What was recorded since the previous snapshot (or since the agent was built). Under
     /// concurrent recording no record is lost or counted twice: each lands in exactly one
     /// snapshot.
@@ -591,5 +649,28 @@ impl<M: Send + Sync + 'static> Agent<M> {
         window.start_ms = end;
         window.rejections = rejections_now;
         snapshot
+    }
+
+    /// Installs the hook that receives the final snapshot when the agent is dropped
+    /// (replacing any previous one).
+    pub(crate) fn set_drop_hook(&self, hook: DropHook) {
+        *self
+            .drop_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
+    }
+}
+
+impl<M> Drop for Agent<M> {
+    fn drop(&mut self) {
+        let hook = self
+            .drop_hook
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            let last = self.snapshot();
+            hook(last);
+        }
     }
 }
