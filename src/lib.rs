@@ -60,7 +60,11 @@ pub mod drift;
 pub mod hash;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "reporter")]
+pub mod reporter;
 pub mod route;
+#[cfg(feature = "sidecar")]
+pub mod sidecar;
 pub mod sketch;
 pub mod stats;
 pub mod wire;

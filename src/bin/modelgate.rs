@@ -97,6 +97,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the sidecar: agents report to it, it serves their control document.
+    Serve {
+        /// Sidecar config (TOML); tokens come from MODELGATE_AGENT_TOKEN and
+        /// MODELGATE_ADMIN_TOKEN unless the file names other sources.
+        #[arg(long)]
+        config: PathBuf,
+        /// Override the config's listen address (for example 127.0.0.1:0).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print a summary of a running sidecar (admin token from MODELGATE_ADMIN_TOKEN).
+    Status {
+        /// The sidecar's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what modelgate does on embedded defaults.
     Demo {
         /// How many synthetic keys to route.
@@ -155,6 +174,8 @@ fn main() -> ExitCode {
             margin,
             json,
         ),
+        Command::Serve { config, listen } => serve(&config, listen.as_deref()),
+        Command::Status { url, json } => status(&url, json),
         Command::Demo { keys } => demo(keys),
     };
     match result {
@@ -164,6 +185,55 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+fn serve(config: &Path, listen: Option<&str>) -> Result<(), String> {
+    use modelgate::sidecar::config::SidecarConfig;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut config = SidecarConfig::load(config).map_err(|e| e.to_string())?;
+    if let Some(listen) = listen {
+        config.listen = listen
+            .parse()
+            .map_err(|_| format!("--listen `{listen}` is not an address like 127.0.0.1:7070"))?;
+    }
+    let database = config.database.clone();
+    modelgate::sidecar::server::serve_forever(&config, |addr| {
+        // One line on stdout, so scripts and tests can find the port.
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        eprintln!("modelgate: database {}", database.display());
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn status(url: &str, json: bool) -> Result<(), String> {
+    let token = std::env::var("MODELGATE_ADMIN_TOKEN")
+        .map_err(|_| "set MODELGATE_ADMIN_TOKEN to the sidecar's admin token".to_owned())?;
+    let client =
+        modelgate::sidecar::client::AdminClient::new(url, &token).map_err(|e| e.to_string())?;
+    let status = client.status().map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
+        );
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        print!(
+            "{}",
+            modelgate::sidecar::client::render_status(&status, now)
+        );
+    }
+    Ok(())
 }
 
 fn load_router(path: &Path) -> Result<Router, String> {

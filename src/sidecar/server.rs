@@ -1,0 +1,851 @@
+//! The sidecar's HTTP service (axum on tokio).
+//!
+//! | route | token | what |
+//! |---|---|---|
+//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed or invalid, 401 bad token, 413 oversize, 415 unknown content type, 503 store failure |
+//! | `GET /v1/control` | agent or admin | the [`Control`] document with its ETag; 304 on `If-None-Match` |
+//! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
+//! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
+//! | `GET /v1/experiments` | admin | the experiments config with per-variant totals |
+//! | `GET /v1/models` | admin | the model registry |
+//! | `GET /healthz` | none | `ok` when the store answers |
+//! | `GET /metrics` | none | Prometheus (OpenMetrics) text |
+//!
+//! Every rejected request is counted by reason (`modelgate_reports_rejected_total`), and
+//! SQLite work runs on tokio's blocking pool, never on the async workers. A report is
+//! acknowledged only after the transaction that records its id and merges its metrics has
+//! committed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use axum::Router as HttpRouter;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::config::SidecarConfig;
+use super::store::{AgentSeen, Ingested, Store, StoreError, VariantTotal};
+use crate::route::RouterConfig;
+use crate::wire::{
+    CONTENT_TYPE_CONTROL, CONTENT_TYPE_JSON, Control, ModelAssignment, Report, WIRE_VERSION,
+    WireError, WireLimits,
+};
+
+/// Errors starting the service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The runtime cannot start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The initial control document is unusable.
+    #[error("control: {0}")]
+    Control(String),
+}
+
+/// Why reports were turned away (labels of `modelgate_reports_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Rejection {
+    Unauthorized,
+    TooLarge,
+    Malformed,
+    UnsupportedMediaType,
+    Invalid,
+    Version,
+    StoreError,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 7] = [
+        Rejection::Unauthorized,
+        Rejection::TooLarge,
+        Rejection::Malformed,
+        Rejection::UnsupportedMediaType,
+        Rejection::Invalid,
+        Rejection::Version,
+        Rejection::StoreError,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::TooLarge => "too_large",
+            Rejection::Malformed => "malformed",
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::Invalid => "invalid",
+            Rejection::Version => "version",
+            Rejection::StoreError => "store_error",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
+            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Malformed | Rejection::Invalid | Rejection::Version => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::StoreError => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+#[derive(Default)]
+struct IngestCounters {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: [AtomicU64; Rejection::ALL.len()],
+}
+
+impl IngestCounters {
+    fn reject(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> IngestSummary {
+        IngestSummary {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            rejected: Rejection::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        r.as_str().to_owned(),
+                        self.rejected[*r as usize].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The control document with its encodings, made once per change.
+struct ControlDoc {
+    control: Control,
+    json: Bytes,
+    binary: Bytes,
+}
+
+impl ControlDoc {
+    fn new(control: Control) -> Result<Self, WireError> {
+        Ok(ControlDoc {
+            json: control.to_json()?.into(),
+            binary: control.to_binary()?.into(),
+            control,
+        })
+    }
+}
+
+struct AppState {
+    store: Arc<Store>,
+    control: ArcSwap<ControlDoc>,
+    control_writes: tokio::sync::Mutex<()>,
+    agent_token: String,
+    admin_token: String,
+    limits: WireLimits,
+    counters: IngestCounters,
+    started: std::time::Instant,
+}
+
+/// A content-derived ETag of experiments and models.
+#[must_use]
+pub fn control_etag(
+    experiments: &RouterConfig,
+    models: &BTreeMap<String, ModelAssignment>,
+) -> String {
+    let text = serde_json::to_vec(&(experiments, models)).unwrap_or_default();
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&text))
+}
+
+/// A control document for `experiments` and `models` with its ETag.
+#[must_use]
+pub fn make_control(
+    experiments: RouterConfig,
+    models: BTreeMap<String, ModelAssignment>,
+) -> Control {
+    Control {
+        version: WIRE_VERSION,
+        etag: control_etag(&experiments, &models),
+        experiments,
+        models,
+    }
+}
+
+/// A sidecar serving on its own runtime thread; dropping it (or [`RunningSidecar::stop`])
+/// shuts the service down gracefully.
+#[derive(Debug)]
+pub struct RunningSidecar {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    store: Arc<Store>,
+}
+
+impl RunningSidecar {
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The store (for in-process readers such as the demo and tests).
+    #[must_use]
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub fn stop(mut self) {
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningSidecar {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
+
+fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
+    let store = Arc::new(Store::open(&config.database, config.durability)?);
+    let control = match store.load_control()? {
+        Some(stored) => {
+            if !config.experiments.experiments.is_empty()
+                && stored.experiments != config.experiments
+            {
+                tracing::warn!(
+                    "the database's control document {} is in force; the config file's experiments differ and are ignored (change experiments with PUT /v1/control)",
+                    stored.etag
+                );
+            }
+            stored
+        }
+        None => {
+            let control = make_control(config.experiments.clone(), BTreeMap::new());
+            store.save_control(&control, "config-file")?;
+            control
+        }
+    };
+    let doc = ControlDoc::new(control).map_err(|e| ServeError::Control(e.to_string()))?;
+    Ok(Arc::new(AppState {
+        store,
+        control: ArcSwap::from_pointee(doc),
+        control_writes: tokio::sync::Mutex::new(()),
+        agent_token: config.agent_token.clone(),
+        admin_token: config.admin_token.clone(),
+        limits: WireLimits {
+            max_bytes: config.max_body_bytes,
+            ..WireLimits::default()
+        },
+        counters: IngestCounters::default(),
+        started: std::time::Instant::now(),
+    }))
+}
+
+fn app(state: Arc<AppState>) -> HttpRouter {
+    HttpRouter::new()
+        .route("/v1/reports", axum::routing::post(post_report))
+        .route("/v1/control", get(get_control).put(put_control))
+        .route("/v1/status", get(get_status))
+        .route("/v1/experiments", get(get_experiments))
+        .route("/v1/models", get(get_models))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Starts the service on a runtime thread of its own and returns once it listens.
+///
+/// # Errors
+/// [`ServeError`] when the store, the address or the runtime fail.
+pub fn spawn(config: &SidecarConfig) -> Result<RunningSidecar, ServeError> {
+    let state = open_state(config)?;
+    let store = state.store.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("modelgate-sidecar")
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("modelgate-sidecar-main".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let served = axum::serve(listener, app(state))
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("sidecar stopped: {e}");
+                }
+            });
+        })
+        .map_err(ServeError::Runtime)?;
+    Ok(RunningSidecar {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+        store,
+    })
+}
+
+/// Serves until Ctrl-C or SIGTERM (the `modelgate serve` command); `on_listen` receives the
+/// bound address.
+///
+/// # Errors
+/// [`ServeError`] when the store, the address or the runtime fail.
+pub fn serve_forever(
+    config: &SidecarConfig,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let state = open_state(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("modelgate-sidecar")
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        on_listen(addr);
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(ServeError::Runtime)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(0);
+        diff |= usize::from(g ^ e);
+    }
+    diff == 0
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let prefix = b"Bearer ";
+    (value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &value[prefix.len()..])
+}
+
+fn is_agent(state: &AppState, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|t| same_secret(t, state.agent_token.as_bytes()))
+}
+
+fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|t| same_secret(t, state.admin_token.as_bytes()))
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    error: &'a str,
+    reason: String,
+}
+
+fn problem(status: StatusCode, error: &str, reason: String) -> Response {
+    let mut response = (status, axum::Json(Problem { error, reason })).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"modelgate\""),
+        );
+    }
+    response
+}
+
+fn unauthorized() -> Response {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong bearer token".into(),
+    )
+}
+
+fn reject(state: &AppState, why: Rejection, reason: String) -> Response {
+    state.counters.reject(why);
+    problem(why.status(), why.as_str(), reason)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("store task failed: {e}")),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn too_large(state: &AppState, size: Option<u64>) -> Response {
+    let limit = state.limits.max_bytes;
+    let reason = match size {
+        Some(size) => format!("body of {size} bytes is over the limit of {limit} bytes"),
+        None => format!("body is over the limit of {limit} bytes"),
+    };
+    reject(state, Rejection::TooLarge, reason)
+}
+
+async fn post_report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !is_agent(&state, &headers) {
+        state.counters.reject(Rejection::Unauthorized);
+        return unauthorized();
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.limits.max_bytes as u64) {
+        return too_large(&state, declared);
+    }
+    let bytes = match axum::body::to_bytes(body, state.limits.max_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            let text = format!("{e} {:?}", std::error::Error::source(&e));
+            if text.contains("length limit") {
+                return too_large(&state, None);
+            }
+            return reject(
+                &state,
+                Rejection::Malformed,
+                format!("cannot read body: {e}"),
+            );
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let report = match Report::decode(content_type, &bytes, &state.limits) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = match &e {
+                WireError::TooLarge { .. } => Rejection::TooLarge,
+                WireError::UnsupportedContentType(_) => Rejection::UnsupportedMediaType,
+                WireError::Malformed { .. } => Rejection::Malformed,
+                WireError::Version { .. } => Rejection::Version,
+                _ => Rejection::Invalid,
+            };
+            return reject(&state, why, e.to_string());
+        }
+    };
+    let store = state.store.clone();
+    let received = now_ms();
+    let ingested = tokio::task::spawn_blocking(move || store.ingest(&report, received)).await;
+    match ingested {
+        Err(e) => {
+            tracing::error!("ingest task failed: {e}");
+            reject(&state, Rejection::StoreError, "ingest task failed".into())
+        }
+        Ok(Ok(Ingested::Accepted)) => {
+            state.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({"status": "accepted"})),
+            )
+                .into_response()
+        }
+        Ok(Ok(Ingested::Duplicate)) => {
+            state.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "duplicate"})),
+            )
+                .into_response()
+        }
+        // The report itself is unusable (a window or counter out of range): retrying the
+        // same bytes cannot help, so it is a 400.
+        Ok(Err(StoreError::Invalid(reason))) => reject(&state, Rejection::Invalid, reason),
+        Ok(Err(e)) => {
+            tracing::error!("ingest failed: {e}");
+            reject(&state, Rejection::StoreError, e.to_string())
+        }
+    }
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(value) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    value.split(',').any(|candidate| {
+        let c = candidate.trim();
+        let c = c.strip_prefix("W/").unwrap_or(c);
+        c == "*" || c.trim_matches('"') == etag
+    })
+}
+
+async fn get_control(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !is_agent(&state, &headers) && !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let doc = state.control.load_full();
+    let etag = format!("\"{}\"", doc.control.etag);
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if etag_matches(&headers, &doc.control.etag) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();
+    }
+    let wants_binary = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(CONTENT_TYPE_CONTROL));
+    let (content_type, body) = if wants_binary {
+        (CONTENT_TYPE_CONTROL, doc.binary.clone())
+    } else {
+        (CONTENT_TYPE_JSON, doc.json.clone())
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::ETAG, etag_value),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Body of `PUT /v1/control`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlUpdate {
+    experiments: RouterConfig,
+    #[serde(default)]
+    models: BTreeMap<String, ModelAssignment>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn put_control(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let update: ControlUpdate = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return problem(StatusCode::BAD_REQUEST, "malformed", e.to_string());
+        }
+    };
+    if let Err(e) = crate::route::Router::new(update.experiments.clone()) {
+        return problem(StatusCode::BAD_REQUEST, "invalid", e.to_string());
+    }
+    for key in update.models.keys() {
+        let known = key.split_once('/').is_some_and(|(e, v)| {
+            update
+                .experiments
+                .experiments
+                .iter()
+                .any(|x| x.name == e && x.variants.iter().any(|y| y.name == v))
+        });
+        if !known {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("model key `{key}` is not an `experiment/variant` of this config"),
+            );
+        }
+    }
+    let control = make_control(update.experiments, update.models);
+    let doc = match ControlDoc::new(control.clone()) {
+        Ok(d) => d,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    let _writer = state.control_writes.lock().await;
+    if state.control.load().control.etag == control.etag {
+        return axum::Json(serde_json::json!({"etag": control.etag, "changed": false}))
+            .into_response();
+    }
+    let store = state.store.clone();
+    let saved = control.clone();
+    let actor = match update.reason {
+        Some(reason) if !reason.is_empty() => format!("admin ({reason})"),
+        _ => "admin".to_owned(),
+    };
+    if let Err(e) = blocking(move || store.save_control(&saved, &actor)).await {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e);
+    }
+    state.control.store(Arc::new(doc));
+    axum::Json(serde_json::json!({"etag": control.etag, "changed": true})).into_response()
+}
+
+/// Ingest counters in `/v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestSummary {
+    /// Reports accepted since start.
+    pub accepted: u64,
+    /// Duplicates acknowledged and not counted again.
+    pub duplicates: u64,
+    /// Rejections by reason.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+/// One variant's merged totals, summarised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantSummary {
+    /// Experiment.
+    pub experiment: String,
+    /// Variant.
+    pub variant: String,
+    /// Model most recently reported.
+    pub model: Option<String>,
+    /// Calls.
+    pub requests: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// `errors / requests` (0 without requests).
+    pub error_rate: f64,
+    /// Latency median, ms.
+    pub latency_p50_ms: Option<f64>,
+    /// Latency 99th percentile, ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Binary outcome successes.
+    pub successes: u64,
+    /// Binary outcome trials.
+    pub trials: u64,
+    /// Continuous outcomes recorded.
+    pub outcome_count: u64,
+    /// Their mean.
+    pub outcome_mean: Option<f64>,
+    /// Predictions recorded.
+    pub predictions: u64,
+    /// Feature rows recorded.
+    pub feature_rows: u64,
+}
+
+impl VariantSummary {
+    /// Summarises a stored total.
+    #[must_use]
+    pub fn of(total: &VariantTotal) -> Self {
+        let m = &total.metrics;
+        let errors = m.errors.total();
+        VariantSummary {
+            experiment: total.experiment.clone(),
+            variant: total.variant.clone(),
+            model: total.model.clone(),
+            requests: m.requests,
+            errors,
+            error_rate: if m.requests == 0 {
+                0.0
+            } else {
+                errors as f64 / m.requests as f64
+            },
+            latency_p50_ms: m.latency.quantile(0.5).map(|n| n / 1e6),
+            latency_p99_ms: m.latency.quantile(0.99).map(|n| n / 1e6),
+            successes: m.binary.successes,
+            trials: m.binary.trials,
+            outcome_count: m.outcome.count,
+            outcome_mean: (m.outcome.count > 0).then_some(m.outcome.mean),
+            predictions: m.predictions.as_ref().map_or(0, |p| p.count()),
+            feature_rows: m.feature_rows,
+        }
+    }
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// modelgate version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// ETag of the control document in force.
+    pub control_etag: String,
+    /// Experiments configured.
+    pub experiments: Vec<String>,
+    /// Agents heard from.
+    pub agents: Vec<AgentSeen>,
+    /// Ingest counters since start.
+    pub ingest: IngestSummary,
+    /// Per-variant totals over all stored windows.
+    pub variants: Vec<VariantSummary>,
+}
+
+async fn totals(state: &AppState) -> Result<Vec<VariantTotal>, String> {
+    let store = state.store.clone();
+    blocking(move || store.totals(None, i64::MIN, i64::MAX)).await
+}
+
+async fn get_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let store = state.store.clone();
+    let agents = match blocking(move || store.agents()).await {
+        Ok(a) => a,
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
+    };
+    let totals = match totals(&state).await {
+        Ok(t) => t,
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
+    };
+    let doc = state.control.load();
+    axum::Json(Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_s: state.started.elapsed().as_secs(),
+        control_etag: doc.control.etag.clone(),
+        experiments: doc
+            .control
+            .experiments
+            .experiments
+            .iter()
+            .map(|e| e.name.clone())
+            .collect(),
+        agents,
+        ingest: state.counters.summary(),
+        variants: totals.iter().map(VariantSummary::of).collect(),
+    })
+    .into_response()
+}
+
+async fn get_experiments(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let totals = match totals(&state).await {
+        Ok(t) => t,
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
+    };
+    let doc = state.control.load();
+    axum::Json(serde_json::json!({
+        "etag": doc.control.etag,
+        "config": doc.control.experiments,
+        "models": doc.control.models,
+        "variants": totals.iter().map(VariantSummary::of).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn get_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let store = state.store.clone();
+    match blocking(move || store.models()).await {
+        Ok(models) => axum::Json(serde_json::json!({ "models": models })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
+    }
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.store.clone();
+    match blocking(move || store.reports_accepted()).await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let totals = match totals(&state).await {
+        Ok(t) => t,
+        Err(e) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response();
+        }
+    };
+    match super::prometheus::render(&state.counters.summary(), &totals) {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(super::prometheus::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}

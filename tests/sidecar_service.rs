@@ -1,0 +1,820 @@
+//! The sidecar end to end over loopback: agents with reporters, a real SQLite file, real
+//! HTTP. Totals must be exact; rejections get their status and are counted; control changes
+//! reach every agent.
+#![cfg(feature = "sidecar")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Rng;
+use modelgate::agent::{Agent, Outcome};
+use modelgate::metrics::ErrorKind;
+use modelgate::model::LoadError;
+use modelgate::reporter::{Reporter, ReporterConfig};
+use modelgate::sidecar::config::SidecarConfig;
+use modelgate::sidecar::server::{self, RunningSidecar, Status};
+
+const AGENT_TOKEN: &str = "agent-token-for-tests-0001";
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0001";
+
+const CONFIG: &str = r#"
+[[experiments]]
+name = "ranker"
+[[experiments.variants]]
+name = "control"
+model = "ranker@1"
+[[experiments.variants]]
+name = "candidate"
+model = "ranker@2"
+
+[[experiments]]
+name = "blender"
+strategy = "canary"
+percent = 20
+[[experiments.variants]]
+name = "production"
+model = "blender@1"
+[[experiments.variants]]
+name = "candidate"
+model = "blender@2"
+"#;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "modelgate-test-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sidecar_config(dir: &TempDir) -> SidecarConfig {
+    let mut config =
+        SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.experiments = modelgate::route::RouterConfig::from_toml(CONFIG).unwrap();
+    config.max_body_bytes = 1 << 20;
+    config
+}
+
+fn loader(reference: &str, _location: Option<&str>) -> Result<String, LoadError> {
+    if reference.ends_with("@9") {
+        return Err(LoadError::Invalid {
+            reference: reference.to_owned(),
+            reason: "version 9 is broken on purpose".into(),
+        });
+    }
+    Ok(format!("model {reference}"))
+}
+
+fn new_agent() -> Arc<Agent<String>> {
+    let mut builder = Agent::<String>::builder().experiments_toml(CONFIG).unwrap();
+    for r in ["ranker@1", "ranker@2", "blender@1", "blender@2"] {
+        builder = builder.model(r, format!("model {r}"));
+    }
+    Arc::new(builder.build().unwrap())
+}
+
+fn reporter_config(url: &str, interval_ms: u64, binary: bool) -> ReporterConfig {
+    let mut c = ReporterConfig::new(url, AGENT_TOKEN);
+    c.interval = Duration::from_millis(interval_ms);
+    c.control_interval = Duration::from_millis(interval_ms);
+    c.retry_base = Duration::from_millis(20);
+    c.retry_max = Duration::from_millis(200);
+    c.timeout = Duration::from_secs(2);
+    c.flush_deadline = Duration::from_secs(20);
+    c.binary = binary;
+    c
+}
+
+/// What one agent recorded, per (experiment, variant).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Tally {
+    requests: u64,
+    errors: u64,
+    trials: u64,
+    successes: u64,
+    outcomes: u64,
+}
+
+type Tallies = BTreeMap<(String, String), Tally>;
+
+fn add(into: &mut Tallies, from: &Tallies) {
+    for (k, t) in from {
+        let e = into.entry(k.clone()).or_default();
+        e.requests += t.requests;
+        e.errors += t.errors;
+        e.trials += t.trials;
+        e.successes += t.successes;
+        e.outcomes += t.outcomes;
+    }
+}
+
+/// Records one request of each experiment for a random key.
+fn serve_one(agent: &Agent<String>, rng: &mut Rng, tally: &mut Tallies) {
+    for name in ["ranker", "blender"] {
+        let experiment = agent.experiment(name).unwrap();
+        let key = rng.key();
+        let decision = agent.route(experiment, &key);
+        let Some(variant) = decision.variant else {
+            continue;
+        };
+        let variant_name = agent.router().variant_info(variant).unwrap().1.to_string();
+        let t = tally.entry((name.to_owned(), variant_name)).or_default();
+        let failed = rng.below(20) == 0;
+        let latency = Duration::from_micros(100 + rng.below(5000));
+        agent.record(
+            &decision,
+            latency,
+            if failed {
+                Err(ErrorKind::Timeout)
+            } else {
+                Ok(())
+            },
+        );
+        t.requests += 1;
+        t.errors += u64::from(failed);
+        if rng.below(2) == 0 {
+            let success = rng.below(3) == 0;
+            agent.record_outcome_for(&decision, Outcome::Binary(success));
+            t.trials += 1;
+            t.successes += u64::from(success);
+        } else {
+            agent.record_outcome_for(&decision, Outcome::Continuous(rng.unit() * 10.0));
+            t.outcomes += 1;
+        }
+    }
+}
+
+fn admin_get(url: &str, path: &str) -> reqwest::blocking::Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+}
+
+fn status(url: &str) -> Status {
+    let r = admin_get(url, "/v1/status");
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().unwrap()
+}
+
+fn sidecar_tallies(status: &Status) -> Tallies {
+    status
+        .variants
+        .iter()
+        .map(|v| {
+            (
+                (v.experiment.clone(), v.variant.clone()),
+                Tally {
+                    requests: v.requests,
+                    errors: v.errors,
+                    trials: v.trials,
+                    successes: v.successes,
+                    outcomes: v.outcome_count,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Runs `agents` threads that each record `requests` rounds, with reporters shipping every
+/// few milliseconds, then drop their agents (the final flush). Returns what they recorded.
+fn run_agents(url: &str, agents: usize, requests: usize, binary: bool) -> Tallies {
+    let handles: Vec<_> = (0..agents)
+        .map(|i| {
+            let url = url.to_owned();
+            std::thread::spawn(move || {
+                let agent = new_agent();
+                let reporter =
+                    Reporter::spawn(&agent, reporter_config(&url, 5, binary), None).unwrap();
+                let mut rng = Rng(1000 + i as u64);
+                let mut tally = Tallies::new();
+                for _ in 0..requests {
+                    serve_one(&agent, &mut rng, &mut tally);
+                }
+                drop(reporter);
+                drop(agent); // flushes the last snapshot before returning
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tallies::new();
+    for h in handles {
+        add(&mut total, &h.join().unwrap());
+    }
+    total
+}
+
+#[test]
+fn several_agents_totals_are_exact() {
+    let dir = TempDir::new("totals");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let mut recorded = run_agents(&url, 3, 20_000, true);
+    add(&mut recorded, &run_agents(&url, 1, 5_000, false));
+    let status = status(&url);
+    assert_eq!(sidecar_tallies(&status), recorded);
+    assert!(status.ingest.accepted >= 8, "{:?}", status.ingest);
+    assert_eq!(status.agents.len(), 4);
+    let rejected: u64 = status.ingest.rejected.values().sum();
+    assert_eq!(rejected, 0, "{:?}", status.ingest.rejected);
+    // Latency histograms arrived whole: their counts equal the requests.
+    let totals = sidecar.store().totals(None, i64::MIN, i64::MAX).unwrap();
+    for t in &totals {
+        assert_eq!(t.metrics.latency.count(), t.metrics.requests, "{t:?}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_binary(dir: &TempDir, port: u16) -> std::process::Child {
+    let config = dir.0.join("sidecar.toml");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{CONFIG}")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("MODELGATE_AGENT_TOKEN", AGENT_TOKEN)
+        .env("MODELGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // The first line on stdout says where it listens.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    child
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn accepted(url: &str) -> u64 {
+    status(url).ingest.accepted
+}
+
+#[test]
+fn sidecar_killed_mid_stream_loses_and_doubles_nothing() {
+    let dir = TempDir::new("restart");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = start_binary(&dir, port);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let url = url.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let agent = new_agent();
+                let reporter =
+                    Reporter::spawn(&agent, reporter_config(&url, 5, i % 2 == 0), None).unwrap();
+                let mut rng = Rng(7 + i);
+                let mut tally = Tallies::new();
+                let mut rounds = 0u64;
+                while !stop.load(Ordering::Relaxed) || rounds < 1000 {
+                    serve_one(&agent, &mut rng, &mut tally);
+                    rounds += 1;
+                }
+                let status = reporter.status();
+                drop(reporter);
+                drop(agent);
+                (tally, status)
+            })
+        })
+        .collect();
+
+    wait_for("reports before the crash", || accepted(&url) >= 10);
+    child.kill().unwrap(); // SIGKILL: no graceful shutdown, no flush
+    child.wait().unwrap();
+    // While it is down, agents keep recording and their reports wait.
+    let down_since = Instant::now();
+    while down_since.elapsed() < Duration::from_millis(300) {
+        std::thread::yield_now();
+    }
+    let mut child = start_binary(&dir, port);
+    wait_for("reports after the restart", || accepted(&url) >= 10);
+    stop.store(true, Ordering::Relaxed);
+    let mut recorded = Tallies::new();
+    let mut failures = 0;
+    for h in handles {
+        let (tally, reporter_status) = h.join().unwrap();
+        add(&mut recorded, &tally);
+        failures += reporter_status.send_failures;
+    }
+    let status = status(&url);
+    assert_eq!(sidecar_tallies(&status), recorded);
+    assert!(failures > 0, "the outage was seen by the reporters");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn post(url: &str, token: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/reports"))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn one_report(id: &str) -> modelgate::wire::Report {
+    let agent = new_agent();
+    let mut rng = Rng(3);
+    let mut tally = Tallies::new();
+    for _ in 0..100 {
+        serve_one(&agent, &mut rng, &mut tally);
+    }
+    modelgate::wire::Report::new("agent-x", id, agent.snapshot())
+}
+
+#[test]
+fn bad_requests_get_their_status_and_are_counted() {
+    let dir = TempDir::new("rejections");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let report = one_report("r-1");
+    let json = report.to_json().unwrap();
+    let binary = report.to_binary().unwrap();
+    let bin = "application/x-modelgate-report";
+
+    assert_eq!(
+        post(&url, AGENT_TOKEN, "application/json", json.clone()).0,
+        202
+    );
+    let (code, body) = post(&url, AGENT_TOKEN, bin, binary.clone());
+    assert_eq!((code, body.contains("duplicate")), (200, true), "{body}");
+    let (code, body) = post(
+        &url,
+        AGENT_TOKEN,
+        "application/json",
+        b"{\"version\":1,".to_vec(),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("malformed"), "{body}");
+    let (code, _) = post(&url, AGENT_TOKEN, bin, binary[..binary.len() / 3].to_vec());
+    assert_eq!(code, 400);
+    let (code, _) = post(&url, AGENT_TOKEN, bin, vec![0xff; 64]);
+    assert_eq!(code, 400);
+    assert_eq!(
+        post(&url, "wrong-token-0000000000", bin, binary.clone()).0,
+        401
+    );
+    assert_eq!(
+        post(&url, ADMIN_TOKEN, bin, binary.clone()).0,
+        401,
+        "admin is not an agent"
+    );
+    assert_eq!(post(&url, AGENT_TOKEN, "text/plain", json.clone()).0, 415);
+    let (code, body) = post(&url, AGENT_TOKEN, bin, vec![0; (1 << 20) + 1]);
+    assert_eq!(code, 413, "{body}");
+    // Oversize without a Content-Length (chunked): the limit holds while reading. The
+    // server answers 413 and closes without reading the rest, so the client sees either the
+    // 413 or a broken connection; the counter below shows the rejection either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 64 * 1024])).collect();
+    let sent = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/reports"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("content-type", "application/json")
+        .body(reqwest::blocking::Body::new(ChunkReader::new(chunks)))
+        .send();
+    if let Ok(r) = sent {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    // An invalid value (window ends before it starts).
+    let mut invalid = one_report("r-2");
+    invalid.snapshot.window_start_ms = invalid.snapshot.window_end_ms + 1;
+    let (code, body) = post(
+        &url,
+        AGENT_TOKEN,
+        "application/json",
+        invalid.to_json().unwrap(),
+    );
+    assert_eq!(code, 400);
+    assert!(body.contains("window"), "{body}");
+
+    // Still serving, and every rejection counted by reason.
+    assert_eq!(admin_get(&url, "/healthz").status().as_u16(), 200);
+    let s = status(&url);
+    assert_eq!(s.ingest.accepted, 1);
+    assert_eq!(s.ingest.duplicates, 1);
+    let r = &s.ingest.rejected;
+    assert_eq!(r["malformed"], 3, "{r:?}");
+    assert_eq!(r["unauthorized"], 2, "{r:?}");
+    assert_eq!(r["unsupported_media_type"], 1, "{r:?}");
+    assert_eq!(r["too_large"], 2, "{r:?}");
+    assert_eq!(r["invalid"], 1, "{r:?}");
+    // The duplicate was not counted twice.
+    let requests: u64 = s.variants.iter().map(|v| v.requests).sum();
+    assert_eq!(requests, 200);
+    // Admin endpoints need the admin token.
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{url}/v1/status"))
+        .bearer_auth(AGENT_TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // The exposition carries the counters.
+    let text = admin_get(&url, "/metrics").text().unwrap();
+    assert!(
+        text.contains("modelgate_reports_rejected_total{reason=\"too_large\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("modelgate_requests_total{"), "{text}");
+    assert!(text.contains("modelgate_latency_seconds{"), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+}
+
+/// A reader over a list of chunks, so reqwest sends the body chunked (no Content-Length).
+struct ChunkReader {
+    chunks: std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>,
+    current: std::io::Cursor<Vec<u8>>,
+}
+
+impl ChunkReader {
+    fn new(chunks: Vec<Result<Vec<u8>, std::io::Error>>) -> Self {
+        ChunkReader {
+            chunks: chunks.into_iter(),
+            current: std::io::Cursor::new(Vec::new()),
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            match self.chunks.next() {
+                Some(chunk) => self.current = std::io::Cursor::new(chunk?),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+fn put_control(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::Client::new()
+        .put(format!("{url}/v1/control"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap_or_default())
+}
+
+fn experiments_json(ranker_candidate_weight: f64, blender_percent: f64) -> serde_json::Value {
+    let mut config: serde_json::Value =
+        serde_json::to_value(modelgate::route::RouterConfig::from_toml(CONFIG).unwrap()).unwrap();
+    config["experiments"][0]["variants"][0]["weight"] = (1.0 - ranker_candidate_weight).into();
+    config["experiments"][0]["variants"][1]["weight"] = ranker_candidate_weight.into();
+    config["experiments"][1]["percent"] = blender_percent.into();
+    config
+}
+
+#[test]
+fn control_changes_reach_every_agent_atomically() {
+    let dir = TempDir::new("control");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let agents: Vec<_> = (0..3).map(|_| new_agent()).collect();
+    let reporters: Vec<_> = agents
+        .iter()
+        .map(|a| {
+            let mut c = reporter_config(&url, 3_600_000, true);
+            c.control_interval = Duration::from_secs(3600);
+            Reporter::spawn(a, c, Some(Arc::new(loader))).unwrap()
+        })
+        .collect();
+    for r in &reporters {
+        r.sync_control(Duration::from_secs(10)).unwrap();
+    }
+    let first_etag = reporters[0].status().control_etag.clone().unwrap();
+
+    // A reader checks, while the change lands, that both experiments change together:
+    // every key's pair of variants is the old config's pair or the new config's pair.
+    let old_router = modelgate::route::Router::from_toml(CONFIG).unwrap();
+    let new_router = modelgate::route::Router::new(
+        serde_json::from_value(experiments_json(1.0, 100.0)).unwrap(),
+    )
+    .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let agent = agents[0].clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let pair = |router: &modelgate::route::Router, key: &str| {
+                let mut names = Vec::new();
+                router.route_all(key, |e, a| {
+                    let v = a
+                        .variant
+                        .and_then(|v| e.variant(v))
+                        .map(|v| v.name().to_owned());
+                    names.push((e.name().to_owned(), v));
+                });
+                names
+            };
+            let mut rng = Rng(99);
+            let (mut mixed, mut observations) = (0u64, 0u64);
+            while !done.load(Ordering::Relaxed) {
+                let key = rng.key();
+                let seen = pair(agent.router(), &key);
+                if seen != pair(&old_router, &key) && seen != pair(&new_router, &key) {
+                    mixed += 1;
+                }
+                observations += 1;
+            }
+            (mixed, observations)
+        })
+    };
+
+    let (code, answer) = put_control(
+        &url,
+        &serde_json::json!({
+            "experiments": experiments_json(1.0, 100.0),
+            "models": {"ranker/candidate": {"reference": "ranker@3", "location": "/models/ranker-3"}},
+            "reason": "roll out ranker@3",
+        }),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let new_etag = answer["etag"].as_str().unwrap().to_owned();
+    assert_ne!(new_etag, first_etag);
+    for r in &reporters {
+        r.sync_control(Duration::from_secs(10)).unwrap();
+        assert_eq!(r.status().control_etag.as_deref(), Some(new_etag.as_str()));
+    }
+    done.store(true, Ordering::Relaxed);
+    let (mixed, observations) = watcher.join().unwrap();
+    assert!(observations > 0);
+    assert_eq!(
+        mixed, 0,
+        "a reader saw one experiment's new weights with the other's old"
+    );
+
+    // Every agent now sends every key to the candidate, which serves ranker@3.
+    let mut rng = Rng(5);
+    for agent in &agents {
+        let ranker = agent.experiment("ranker").unwrap();
+        for _ in 0..200 {
+            let d = agent.route(ranker, &rng.key());
+            assert_eq!(d.model_version(), Some("ranker@3"));
+            assert_eq!(d.model().map(String::as_str), Some("model ranker@3"));
+        }
+    }
+    // The swap is visible in the next reports.
+    for (agent, reporter) in agents.iter().zip(&reporters) {
+        let mut tally = Tallies::new();
+        for _ in 0..50 {
+            serve_one(agent, &mut rng, &mut tally);
+        }
+        reporter.flush(Duration::from_secs(10)).unwrap();
+    }
+    let s = status(&url);
+    let candidate = s
+        .variants
+        .iter()
+        .find(|v| v.experiment == "ranker" && v.variant == "candidate")
+        .unwrap();
+    assert_eq!(candidate.model.as_deref(), Some("ranker@3"));
+
+    // A model that fails to load: the variant keeps its model, the failure is reported.
+    let (code, answer) = put_control(
+        &url,
+        &serde_json::json!({
+            "experiments": experiments_json(1.0, 100.0),
+            "models": {"ranker/candidate": {"reference": "ranker@9"}},
+        }),
+    );
+    assert_eq!(code, 200, "{answer}");
+    for (agent, reporter) in agents.iter().zip(&reporters) {
+        reporter.sync_control(Duration::from_secs(10)).unwrap();
+        assert!(reporter.status().load_failures >= 1);
+        let ranker = agent.experiment("ranker").unwrap();
+        let d = agent.route(ranker, "someone");
+        assert_eq!(d.model_version(), Some("ranker@3"), "the old model stays");
+        reporter.flush(Duration::from_secs(10)).unwrap();
+    }
+    let audit = sidecar
+        .store()
+        .audit_log(&modelgate::sidecar::store::AuditFilter {
+            kind: Some("agent.load_error".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert!(audit.iter().all(|a| a.subject == "ranker@9"));
+
+    // Bad control updates are refused and change nothing.
+    let (code, _) = put_control(
+        &url,
+        &serde_json::json!({"experiments": {"experiments": [{"name": "x", "variants": []}]}}),
+    );
+    assert_eq!(code, 400);
+    let (code, _) = put_control(
+        &url,
+        &serde_json::json!({"experiments": experiments_json(1.0, 100.0), "models": {"nope/x": {"reference": "a@1"}}}),
+    );
+    assert_eq!(code, 400);
+    drop(reporters);
+    drop(agents);
+    drop(sidecar);
+}
+
+#[test]
+fn control_is_cached_by_etag_and_needs_a_token() {
+    let dir = TempDir::new("etag");
+    let sidecar: RunningSidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .get(format!("{url}/v1/control"))
+        .bearer_auth(AGENT_TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let control: modelgate::wire::Control = r.json().unwrap();
+    assert_eq!(format!("\"{}\"", control.etag), etag);
+    assert_eq!(control.experiments.experiments.len(), 2);
+    let r = client
+        .get(format!("{url}/v1/control"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    let r = client.get(format!("{url}/v1/control")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[test]
+fn status_command_prints_a_summary() {
+    let dir = TempDir::new("status-cli");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    run_agents(&url, 1, 500, true);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["status", "--url", &url])
+        .env("MODELGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("agents: 1"), "{text}");
+    assert!(
+        text.contains("ranker") && text.contains("candidate"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["status", "--url", &url])
+        .env("MODELGATE_ADMIN_TOKEN", "not-the-admin-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+/// A proxy in front of the sidecar that forwards each request but, for the first
+/// `drop_answers` report posts, throws the answer away and closes the connection: the
+/// sidecar has committed the report, the agent never hears so.
+fn lossy_proxy(
+    upstream: std::net::SocketAddr,
+    drop_answers: usize,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = dropped.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                // One request per connection: read the head, then Content-Length bytes.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    let n = match client.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let is_report = head.starts_with("post /v1/reports");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < head_end + length {
+                    match client.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                // Ask upstream to close after answering, so reading to the end is the answer.
+                let head = String::from_utf8_lossy(&buf[..head_end])
+                    .replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n");
+                let mut up = std::net::TcpStream::connect(upstream).unwrap();
+                up.write_all(head.as_bytes()).unwrap();
+                up.write_all(&buf[head_end..]).unwrap();
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                if is_report && counter.fetch_add(1, Ordering::SeqCst) < drop_answers {
+                    return; // committed upstream, answer lost
+                }
+                let _ = client.write_all(&answer);
+            });
+        }
+    });
+    (url, dropped)
+}
+
+#[test]
+fn lost_acknowledgements_are_not_counted_twice() {
+    let dir = TempDir::new("lost-ack");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let (proxy, posts) = lossy_proxy(sidecar.addr(), 4);
+    let agent = new_agent();
+    let mut config = reporter_config(&proxy, 3_600_000, true);
+    config.apply_control = false;
+    let reporter = Reporter::spawn(&agent, config, None).unwrap();
+    let mut rng = Rng(11);
+    let mut recorded = Tallies::new();
+    for round in 0..6 {
+        for _ in 0..300 {
+            serve_one(&agent, &mut rng, &mut recorded);
+        }
+        // The first flushes lose their answers; the report stays in flight and is retried
+        // with the same id, while newer snapshots accumulate beside it.
+        let flushed = reporter.flush(Duration::from_secs(20));
+        assert!(flushed.is_ok(), "round {round}: {flushed:?}");
+    }
+    let status_now = status(&sidecar.url());
+    assert_eq!(sidecar_tallies(&status_now), recorded);
+    assert!(
+        posts.load(Ordering::SeqCst) > 4,
+        "posts {} status {:?} ingest {:?}",
+        posts.load(Ordering::SeqCst),
+        reporter.status(),
+        status_now.ingest
+    );
+    assert!(status_now.ingest.duplicates >= 1, "{:?}", status_now.ingest);
+    assert!(reporter.status().send_failures >= 4);
+    drop(reporter);
+    drop(agent);
+}
