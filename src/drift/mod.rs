@@ -22,6 +22,7 @@ pub mod distance;
 pub mod distribution;
 pub mod kolmogorov;
 pub mod multiple;
+pub mod profiles;
 pub mod psi;
 pub mod table;
 

@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
 use axum::Router as HttpRouter;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -31,11 +30,11 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::config::SidecarConfig;
+use super::control::{ControlError, ControlPlane};
 use super::store::{AgentSeen, Ingested, Store, StoreError, VariantTotal};
 use crate::route::RouterConfig;
 use crate::wire::{
-    CONTENT_TYPE_CONTROL, CONTENT_TYPE_JSON, Control, ModelAssignment, Report, WIRE_VERSION,
-    WireError, WireLimits,
+    CONTENT_TYPE_CONTROL, CONTENT_TYPE_JSON, ModelAssignment, Report, WireError, WireLimits,
 };
 
 /// Errors starting the service.
@@ -138,56 +137,14 @@ impl IngestCounters {
     }
 }
 
-/// The control document with its encodings, made once per change.
-struct ControlDoc {
-    control: Control,
-    json: Bytes,
-    binary: Bytes,
-}
-
-impl ControlDoc {
-    fn new(control: Control) -> Result<Self, WireError> {
-        Ok(ControlDoc {
-            json: control.to_json()?.into(),
-            binary: control.to_binary()?.into(),
-            control,
-        })
-    }
-}
-
 struct AppState {
     store: Arc<Store>,
-    control: ArcSwap<ControlDoc>,
-    control_writes: tokio::sync::Mutex<()>,
+    control: Arc<ControlPlane>,
     agent_token: String,
     admin_token: String,
     limits: WireLimits,
     counters: IngestCounters,
     started: std::time::Instant,
-}
-
-/// A content-derived ETag of experiments and models.
-#[must_use]
-pub fn control_etag(
-    experiments: &RouterConfig,
-    models: &BTreeMap<String, ModelAssignment>,
-) -> String {
-    let text = serde_json::to_vec(&(experiments, models)).unwrap_or_default();
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&text))
-}
-
-/// A control document for `experiments` and `models` with its ETag.
-#[must_use]
-pub fn make_control(
-    experiments: RouterConfig,
-    models: BTreeMap<String, ModelAssignment>,
-) -> Control {
-    Control {
-        version: WIRE_VERSION,
-        etag: control_etag(&experiments, &models),
-        experiments,
-        models,
-    }
 }
 
 /// A sidecar serving on its own runtime thread; dropping it (or [`RunningSidecar::stop`])
@@ -242,29 +199,13 @@ impl Drop for RunningSidecar {
 
 fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
     let store = Arc::new(Store::open(&config.database, config.durability)?);
-    let control = match store.load_control()? {
-        Some(stored) => {
-            if !config.experiments.experiments.is_empty()
-                && stored.experiments != config.experiments
-            {
-                tracing::warn!(
-                    "the database's control document {} is in force; the config file's experiments differ and are ignored (change experiments with PUT /v1/control)",
-                    stored.etag
-                );
-            }
-            stored
-        }
-        None => {
-            let control = make_control(config.experiments.clone(), BTreeMap::new());
-            store.save_control(&control, "config-file")?;
-            control
-        }
-    };
-    let doc = ControlDoc::new(control).map_err(|e| ServeError::Control(e.to_string()))?;
+    let control = Arc::new(
+        ControlPlane::open(store.clone(), &config.experiments)
+            .map_err(|e| ServeError::Control(e.to_string()))?,
+    );
     Ok(Arc::new(AppState {
         store,
-        control: ArcSwap::from_pointee(doc),
-        control_writes: tokio::sync::Mutex::new(()),
+        control,
         agent_token: config.agent_token.clone(),
         admin_token: config.admin_token.clone(),
         limits: WireLimits {
@@ -274,6 +215,34 @@ fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
         counters: IngestCounters::default(),
         started: std::time::Instant::now(),
     }))
+}
+
+/// How long report ids are remembered: a retry older than this would count twice.
+pub const REPORT_ID_HORIZON_MS: i64 = 7 * 24 * super::store::HOUR_MS;
+/// Minute windows older than this are compacted to hours.
+pub const COMPACT_AFTER_MS: i64 = 2 * super::store::HOUR_MS;
+
+/// Compacts old windows and forgets old report ids, every ten minutes.
+async fn maintain(store: Arc<Store>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let now = now_ms();
+        let done = blocking(move || {
+            let compacted = store.compact(now - COMPACT_AFTER_MS)?;
+            let pruned = store.prune_report_ids(now - REPORT_ID_HORIZON_MS)?;
+            Ok((compacted, pruned))
+        })
+        .await;
+        match done {
+            Ok((compacted, pruned)) if compacted + pruned > 0 => tracing::info!(
+                "maintenance: {compacted} minute windows compacted, {pruned} report ids forgotten"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("maintenance failed: {e}"),
+        }
+    }
 }
 
 fn app(state: Arc<AppState>) -> HttpRouter {
@@ -316,11 +285,13 @@ pub fn spawn(config: &SidecarConfig) -> Result<RunningSidecar, ServeError> {
         .name("modelgate-sidecar-main".into())
         .spawn(move || {
             runtime.block_on(async move {
+                let maintenance = tokio::spawn(maintain(state.store.clone()));
                 let served = axum::serve(listener, app(state))
                     .with_graceful_shutdown(async move {
                         let _ = rx.await;
                     })
                     .await;
+                maintenance.abort();
                 if let Err(e) = served {
                     tracing::error!("sidecar stopped: {e}");
                 }
@@ -362,6 +333,7 @@ pub fn serve_forever(
             source,
         })?;
         on_listen(addr);
+        tokio::spawn(maintain(state.store.clone()));
         axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown_signal())
             .await
@@ -570,7 +542,7 @@ async fn get_control(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     if !is_agent(&state, &headers) && !is_admin(&state, &headers) {
         return unauthorized();
     }
-    let doc = state.control.load_full();
+    let doc = state.control.current();
     let etag = format!("\"{}\"", doc.control.etag);
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     if etag_matches(&headers, &doc.control.etag) {
@@ -621,46 +593,34 @@ async fn put_control(
             return problem(StatusCode::BAD_REQUEST, "malformed", e.to_string());
         }
     };
-    if let Err(e) = crate::route::Router::new(update.experiments.clone()) {
-        return problem(StatusCode::BAD_REQUEST, "invalid", e.to_string());
-    }
-    for key in update.models.keys() {
-        let known = key.split_once('/').is_some_and(|(e, v)| {
-            update
-                .experiments
-                .experiments
-                .iter()
-                .any(|x| x.name == e && x.variants.iter().any(|y| y.name == v))
-        });
-        if !known {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("model key `{key}` is not an `experiment/variant` of this config"),
-            );
-        }
-    }
-    let control = make_control(update.experiments, update.models);
-    let doc = match ControlDoc::new(control.clone()) {
-        Ok(d) => d,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
-    };
-    let _writer = state.control_writes.lock().await;
-    if state.control.load().control.etag == control.etag {
-        return axum::Json(serde_json::json!({"etag": control.etag, "changed": false}))
-            .into_response();
-    }
-    let store = state.store.clone();
-    let saved = control.clone();
     let actor = match update.reason {
         Some(reason) if !reason.is_empty() => format!("admin ({reason})"),
         _ => "admin".to_owned(),
     };
-    if let Err(e) = blocking(move || store.save_control(&saved, &actor)).await {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e);
+    let control = state.control.clone();
+    let replaced = tokio::task::spawn_blocking(move || {
+        control.replace(update.experiments, update.models, &actor)
+    })
+    .await;
+    match replaced {
+        Ok(Ok((control, changed))) => {
+            axum::Json(serde_json::json!({"etag": control.etag, "changed": changed}))
+                .into_response()
+        }
+        Ok(Err(ControlError::Invalid(reason))) => {
+            problem(StatusCode::BAD_REQUEST, "invalid", reason)
+        }
+        Ok(Err(e)) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            e.to_string(),
+        ),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("control task failed: {e}"),
+        ),
     }
-    state.control.store(Arc::new(doc));
-    axum::Json(serde_json::json!({"etag": control.etag, "changed": true})).into_response()
 }
 
 /// Ingest counters in `/v1/status`.
@@ -773,7 +733,7 @@ async fn get_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         Ok(t) => t,
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
     };
-    let doc = state.control.load();
+    let doc = state.control.current();
     axum::Json(Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_s: state.started.elapsed().as_secs(),
@@ -800,7 +760,7 @@ async fn get_experiments(State(state): State<Arc<AppState>>, headers: HeaderMap)
         Ok(t) => t,
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
     };
-    let doc = state.control.load();
+    let doc = state.control.current();
     axum::Json(serde_json::json!({
         "etag": doc.control.etag,
         "config": doc.control.experiments,

@@ -49,39 +49,11 @@ impl Store {
     /// [`StoreError::Invalid`] when the document does not validate (its config must
     /// compile: what is saved must load again), SQLite's error otherwise.
     pub fn save_control(&self, control: &Control, actor: &str) -> Result<(), StoreError> {
-        let json = control
-            .to_json()
-            .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
-        Control::decode(CONTENT_TYPE_JSON, &json, &stored_limits())
-            .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
-        let text = String::from_utf8(json)
-            .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
-        let experiments: Vec<&str> = control
-            .experiments
-            .experiments
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        let detail = serde_json::json!({
-            "experiments": experiments,
-            "models": control.models,
-        });
+        let (text, detail) = prepare_control(control)?;
         let now = self.now_ms();
         let mut conn = self.lock();
         let tx = begin(&mut conn)?;
-        tx.prepare_cached(
-            "INSERT INTO control (id, etag, document, saved_ms, actor) VALUES (1, ?1, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET
-                 etag = excluded.etag, document = excluded.document,
-                 saved_ms = excluded.saved_ms, actor = excluded.actor",
-        )?
-        .execute(params![control.etag, text, now, actor])?;
-        tx.prepare_cached(
-            "INSERT INTO experiment_history (etag, document, saved_ms, actor)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![control.etag, text, now, actor])?;
-        audit::insert(&tx, now, actor, "control.update", &control.etag, &detail)?;
+        write_control_tx(&tx, now, control, &text, actor, &detail)?;
         tx.commit()?;
         Ok(())
     }
@@ -129,4 +101,64 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Writes a validated control document (its JSON `text`) inside a caller's transaction.
+fn write_control_tx(
+    tx: &rusqlite::Connection,
+    now: i64,
+    control: &Control,
+    text: &str,
+    actor: &str,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO control (id, etag, document, saved_ms, actor) VALUES (1, ?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET
+             etag = excluded.etag, document = excluded.document,
+             saved_ms = excluded.saved_ms, actor = excluded.actor",
+    )?
+    .execute(params![control.etag, text, now, actor])?;
+    tx.prepare_cached(
+        "INSERT INTO experiment_history (etag, document, saved_ms, actor)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![control.etag, text, now, actor])?;
+    audit::insert(tx, now, actor, "control.update", &control.etag, detail)?;
+    Ok(())
+}
+
+/// Validates a control document and returns its JSON text and audit detail.
+pub(super) fn prepare_control(
+    control: &Control,
+) -> Result<(String, serde_json::Value), StoreError> {
+    let json = control
+        .to_json()
+        .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
+    Control::decode(CONTENT_TYPE_JSON, &json, &stored_limits())
+        .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
+    let text = String::from_utf8(json)
+        .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
+    let experiments: Vec<&str> = control
+        .experiments
+        .experiments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let detail = serde_json::json!({
+        "experiments": experiments,
+        "models": control.models,
+    });
+    Ok((text, detail))
+}
+
+/// [`Store::save_control`] inside a caller's transaction.
+pub(super) fn save_control_tx(
+    tx: &rusqlite::Connection,
+    now: i64,
+    control: &Control,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let (text, detail) = prepare_control(control)?;
+    write_control_tx(tx, now, control, &text, actor, &detail)
 }

@@ -65,6 +65,7 @@
 
 mod audit;
 mod control;
+mod decision;
 mod registry;
 mod reports;
 mod runs;
@@ -82,6 +83,7 @@ use crate::route::{Clock, SystemClock};
 
 pub use audit::{AuditFilter, AuditRow, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, NewAudit};
 pub use control::ControlChange;
+pub use decision::{AliasMove, DecisionCommit};
 pub use registry::{AliasChange, MAX_ALIAS, MAX_MODEL_NAME, ModelRecord, NewModel};
 pub use reports::{AgentSeen, VariantTotal, WindowRow};
 pub use runs::{RUN_STATES, RunRecord, StepRecord, TERMINAL_STATES};

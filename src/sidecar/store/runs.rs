@@ -291,17 +291,7 @@ impl Store {
         let now = self.now_ms();
         let mut conn = self.lock();
         let tx = begin(&mut conn)?;
-        let current = run_state(&tx, run_id)?;
-        if is_terminal(&current) {
-            return Err(StoreError::Invalid(format!(
-                "pipeline run {run_id} is already {current}"
-            )));
-        }
-        let finished = is_terminal(state).then_some(now);
-        tx.prepare_cached(
-            "UPDATE pipeline_runs SET state = ?2, outcome = ?3, finished_ms = ?4 WHERE id = ?1",
-        )?
-        .execute(params![run_id, state, outcome, finished])?;
+        finish_run_tx(&tx, now, run_id, state, &outcome)?;
         tx.commit()?;
         Ok(())
     }
@@ -342,4 +332,27 @@ impl Store {
             i64::MAX,
         )
     }
+}
+
+/// [`Store::finish_run`] inside a caller's transaction (`outcome` already JSON text).
+pub(super) fn finish_run_tx(
+    tx: &rusqlite::Connection,
+    now: i64,
+    run_id: i64,
+    state: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    check_state(state)?;
+    let current = run_state(tx, run_id)?;
+    if is_terminal(&current) {
+        return Err(StoreError::Invalid(format!(
+            "pipeline run {run_id} is already {current}"
+        )));
+    }
+    let finished = is_terminal(state).then_some(now);
+    tx.prepare_cached(
+        "UPDATE pipeline_runs SET state = ?2, outcome = ?3, finished_ms = ?4 WHERE id = ?1",
+    )?
+    .execute(params![run_id, state, outcome, finished])?;
+    Ok(())
 }

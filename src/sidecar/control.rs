@@ -1,0 +1,202 @@
+//! The control plane: the control document agents poll (experiments config and the model
+//! each variant serves), kept in memory with its encodings and persisted in the store.
+//!
+//! Writers (the admin API, the lifecycle) take one lock, commit to the store first, then
+//! swap the in-memory document: agents never see a document the store does not have.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+
+use super::store::{DecisionCommit, Store, StoreError};
+use crate::route::RouterConfig;
+use crate::wire::{Control, ModelAssignment, WIRE_VERSION, WireError};
+
+/// The control document with its encodings, made once per change.
+#[derive(Debug)]
+pub struct ControlDoc {
+    /// The document.
+    pub control: Control,
+    /// Its JSON encoding.
+    pub json: Bytes,
+    /// Its binary encoding.
+    pub binary: Bytes,
+}
+
+impl ControlDoc {
+    fn new(control: Control) -> Result<Self, WireError> {
+        Ok(ControlDoc {
+            json: control.to_json()?.into(),
+            binary: control.to_binary()?.into(),
+            control,
+        })
+    }
+}
+
+/// A content-derived ETag of experiments and models.
+#[must_use]
+pub fn control_etag(
+    experiments: &RouterConfig,
+    models: &BTreeMap<String, ModelAssignment>,
+) -> String {
+    let text = serde_json::to_vec(&(experiments, models)).unwrap_or_default();
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&text))
+}
+
+/// A control document for `experiments` and `models` with its ETag.
+#[must_use]
+pub fn make_control(
+    experiments: RouterConfig,
+    models: BTreeMap<String, ModelAssignment>,
+) -> Control {
+    Control {
+        version: WIRE_VERSION,
+        etag: control_etag(&experiments, &models),
+        experiments,
+        models,
+    }
+}
+
+/// Checks that a config compiles and that every model key names one of its variants.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn validate(
+    experiments: &RouterConfig,
+    models: &BTreeMap<String, ModelAssignment>,
+) -> Result<(), String> {
+    crate::route::Router::new(experiments.clone()).map_err(|e| e.to_string())?;
+    for key in models.keys() {
+        let known = key.split_once('/').is_some_and(|(e, v)| {
+            experiments
+                .experiments
+                .iter()
+                .any(|x| x.name == e && x.variants.iter().any(|y| y.name == v))
+        });
+        if !known {
+            return Err(format!(
+                "model key `{key}` is not an `experiment/variant` of this config"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a control change failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The document is invalid.
+    #[error("invalid control document: {0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The current control document and the lock its writers share.
+#[derive(Debug)]
+pub struct ControlPlane {
+    store: Arc<Store>,
+    current: ArcSwap<ControlDoc>,
+    writes: Mutex<()>,
+}
+
+impl ControlPlane {
+    /// Loads the stored document, or saves one made of `initial` when there is none.
+    ///
+    /// # Errors
+    /// [`ControlError`] when the store fails or the document does not encode.
+    pub fn open(store: Arc<Store>, initial: &RouterConfig) -> Result<Self, ControlError> {
+        let control = match store.load_control()? {
+            Some(stored) => {
+                if !initial.experiments.is_empty() && stored.experiments != *initial {
+                    tracing::warn!(
+                        "the database's control document {} is in force; the config file's experiments differ and are ignored (change experiments with PUT /v1/control)",
+                        stored.etag
+                    );
+                }
+                stored
+            }
+            None => {
+                let control = make_control(initial.clone(), BTreeMap::new());
+                store.save_control(&control, "config-file")?;
+                control
+            }
+        };
+        let doc = ControlDoc::new(control).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        Ok(ControlPlane {
+            store,
+            current: ArcSwap::from_pointee(doc),
+            writes: Mutex::new(()),
+        })
+    }
+
+    /// The document in force with its encodings.
+    #[must_use]
+    pub fn current(&self) -> Arc<ControlDoc> {
+        self.current.load_full()
+    }
+
+    /// Replaces experiments and models (validated, saved, then served). Returns the
+    /// document and whether it changed. Blocking: call it off the async workers.
+    ///
+    /// # Errors
+    /// [`ControlError`].
+    pub fn replace(
+        &self,
+        experiments: RouterConfig,
+        models: BTreeMap<String, ModelAssignment>,
+        actor: &str,
+    ) -> Result<(Control, bool), ControlError> {
+        validate(&experiments, &models).map_err(ControlError::Invalid)?;
+        let control = make_control(experiments, models);
+        let doc =
+            ControlDoc::new(control.clone()).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let _writer = self
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.current.load().control.etag == control.etag {
+            return Ok((control, false));
+        }
+        self.store.save_control(&control, actor)?;
+        self.current.store(Arc::new(doc));
+        Ok((control, true))
+    }
+
+    /// Commits a decision built from the document in force: `build` returns the decision
+    /// (with a new control document when it changes what agents serve); it is committed
+    /// in one transaction and then the new document is served. Blocking.
+    ///
+    /// # Errors
+    /// What `build` returns, or the store's error (nothing is then changed).
+    pub fn decide<E: From<ControlError>>(
+        &self,
+        build: impl FnOnce(&Control) -> Result<DecisionCommit, E>,
+    ) -> Result<i64, E> {
+        let _writer = self
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.current.load_full();
+        let decision = build(&current.control)?;
+        let doc = match &decision.control {
+            Some(c) => Some(
+                ControlDoc::new(c.clone())
+                    .map_err(|e| E::from(ControlError::Invalid(e.to_string())))?,
+            ),
+            None => None,
+        };
+        let id = self
+            .store
+            .commit_decision(&decision)
+            .map_err(|e| E::from(ControlError::Store(e)))?;
+        if let Some(doc) = doc {
+            self.current.store(Arc::new(doc));
+        }
+        Ok(id)
+    }
+}
