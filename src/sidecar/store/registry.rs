@@ -442,6 +442,55 @@ impl Store {
     }
 }
 
+/// [`Store::set_alias`] inside a caller's transaction.
+pub(super) fn set_alias_tx(
+    tx: &Connection,
+    now: i64,
+    name: &str,
+    alias: &str,
+    version: u32,
+    actor: &str,
+    reason: &str,
+) -> Result<Option<u32>, StoreError> {
+    check_alias(alias)?;
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM models WHERE name = ?1 AND version = ?2")?
+        .query_row(params![name, version], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        return Err(StoreError::Invalid(format!(
+            "model `{name}@{version}` is not registered"
+        )));
+    }
+    let previous = alias_version(tx, name, alias)?;
+    tx.prepare_cached(
+        "INSERT INTO aliases (name, alias, version, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, alias) DO UPDATE SET
+             version = excluded.version, updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![name, alias, version, now])?;
+    tx.prepare_cached(
+        "INSERT INTO alias_history (name, alias, from_version, to_version, at_ms, actor, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![name, alias, previous, version, now, actor, reason])?;
+    audit::insert(
+        tx,
+        now,
+        actor,
+        "model.alias",
+        name,
+        &serde_json::json!({
+            "alias": alias,
+            "from": previous,
+            "to": version,
+            "reason": reason,
+        }),
+    )?;
+    Ok(previous)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,53 +517,4 @@ mod tests {
             assert!(parse_reference(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// [`Store::set_alias`] inside a caller's transaction.
-pub(super) fn set_alias_tx(
-    tx: &Connection,
-    now: i64,
-    name: &str,
-    alias: &str,
-    version: u32,
-    actor: &str,
-    reason: &str,
-) -> Result<Option<u32>, StoreError> {
-    check_alias(alias)?;
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM models WHERE name = ?1 AND version = ?2")?
-        .query_row(params![name, version], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !exists {
-        return Err(StoreError::Invalid(format!(
-            "model `{name}@{version}` is not registered"
-        )));
-    }
-    let previous = alias_version(&tx, name, alias)?;
-    tx.prepare_cached(
-        "INSERT INTO aliases (name, alias, version, updated_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (name, alias) DO UPDATE SET
-             version = excluded.version, updated_ms = excluded.updated_ms",
-    )?
-    .execute(params![name, alias, version, now])?;
-    tx.prepare_cached(
-        "INSERT INTO alias_history (name, alias, from_version, to_version, at_ms, actor, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![name, alias, previous, version, now, actor, reason])?;
-    audit::insert(
-        &tx,
-        now,
-        actor,
-        "model.alias",
-        name,
-        &serde_json::json!({
-            "alias": alias,
-            "from": previous,
-            "to": version,
-            "reason": reason,
-        }),
-    )?;
-    Ok(previous)
 }
