@@ -19,6 +19,8 @@
 //!   [`route::Router`].
 //! * [`model`]: hot-swappable model slots ([`model::ModelSlot`]) and the
 //!   [`model::ModelLoader`] trait.
+//! * [`artifact`]: the language-neutral JSON model artifact (logistic and linear regression)
+//!   with its validation, prediction and [`artifact::ArtifactLoader`].
 //! * [`metrics`]: per-variant counters, latency histogram and outcome moments, sharded per
 //!   thread and merged on read.
 //! * [`agent`]: the embedding facade ([`agent::Agent`]) that ties them together.
@@ -56,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod artifact;
 pub mod drift;
 pub mod hash;
 pub mod metrics;
