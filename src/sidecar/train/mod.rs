@@ -1,0 +1,401 @@
+//! Retraining: training data, the [`Trainer`] trait and two trainers.
+//!
+//! * [`TrainingData`]: numeric rows with labels and timestamps, read from CSV
+//!   ([`TrainingData::from_csv`]) and split by time into training and holdout parts.
+//! * [`LinfaTrainer`] (the default): logistic regression for binary labels, linear
+//!   regression for continuous ones, in process with linfa, on standardised features.
+//! * [`CommandTrainer`]: any external program (a scikit-learn script, a notebook runner)
+//!   that reads the training rows as CSV and writes a [`ModelArtifact`].
+//!
+//! Both write the artifact as `{output_dir}/{name}-run{run_id}.json` (the name with
+//! characters other than ASCII letters, digits, `-`, `_` and `.` replaced by `_`) and return
+//! its sha256. Training runs on the calling thread and blocks; the pipeline runs it off the
+//! async runtime.
+//!
+//! ```no_run
+//! use modelgate::artifact::{LabelKind, LabelSpec};
+//! use modelgate::sidecar::train::{CsvSpec, LinfaTrainer, Trainer, TrainingData, TrainingJob};
+//!
+//! let spec = CsvSpec {
+//!     timestamp_column: "t".into(),
+//!     feature_columns: vec!["nswprice".into(), "nswdemand".into()],
+//!     label_column: "label".into(),
+//!     label_kind: LabelKind::Binary,
+//!     positive_label: Some("1".into()),
+//! };
+//! let data = TrainingData::from_csv("data/elec2.csv".as_ref(), &spec)?;
+//! let (train, _holdout) = data.split_by_time(0.2);
+//! let job = TrainingJob {
+//!     model_name: "elec".into(),
+//!     run_id: 1,
+//!     data: &train,
+//!     features: spec.feature_columns.clone(),
+//!     label: train.label().clone(),
+//!     output_dir: "models".into(),
+//! };
+//! let trained = LinfaTrainer::default().train(&job, &mut |p| println!("{p:?}"))?;
+//! println!("{} sha256 {}", trained.artifact_path.display(), trained.sha256);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod command;
+mod data;
+mod linear;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::artifact::{ArtifactError, LabelKind, LabelSpec, ModelArtifact};
+
+pub use command::{COMMAND_TIMESTAMP_COLUMN, CommandTrainer};
+pub use data::{CsvSpec, DataError, SkippedRows, TrainingData};
+pub use linear::LinfaTrainer;
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub struct TrainingJob<'a> {
+    /// The model's name (the artifact's `name`).
+    pub model_name: String,
+    /// The pipeline run this training belongs to (names the output files).
+    pub run_id: i64,
+    /// The training rows (the training part of a split; the holdout stays out).
+    pub data: &'a TrainingData,
+    /// The features to train on, a subset of `data`'s features in the order the model will
+    /// take them.
+    pub features: Vec<String>,
+    /// The label; its kind must match `data`'s.
+    pub label: LabelSpec,
+    /// Where the artifact (and the log, for a command) is written; created if missing.
+    pub output_dir: PathBuf,
+}
+
+/// A progress event a trainer reports while it works.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TrainProgress {
+    /// The job was checked; training starts.
+    Started {
+        /// Training rows.
+        rows: usize,
+        /// Features.
+        features: usize,
+    },
+    /// The in-process fit started.
+    FittingStarted {
+        /// Rows fitted on.
+        rows: usize,
+    },
+    /// The in-process fit finished.
+    FittingFinished {
+        /// Rows fitted on.
+        rows: usize,
+        /// How long the fit took, ms.
+        elapsed_ms: u64,
+    },
+    /// The external command was started.
+    CommandStarted {
+        /// The program.
+        program: String,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// The external command exited successfully.
+    CommandFinished {
+        /// How long it ran, ms.
+        elapsed_ms: u64,
+    },
+    /// The artifact is written and validated.
+    ArtifactWritten {
+        /// Where.
+        path: PathBuf,
+        /// Hex sha256 of the file.
+        sha256: String,
+    },
+}
+
+/// A trained model and where its artifact is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedModel {
+    /// The validated artifact.
+    pub artifact: ModelArtifact,
+    /// The artifact file.
+    pub artifact_path: PathBuf,
+    /// Hex sha256 of the artifact file.
+    pub sha256: String,
+    /// The trainer's log file, when it writes one.
+    pub log: Option<PathBuf>,
+}
+
+/// Trains a model for a job.
+pub trait Trainer: Send + Sync {
+    /// Trains on `job.data`, writes the artifact into `job.output_dir`, and reports progress.
+    ///
+    /// # Errors
+    /// A [`TrainError`] saying what failed.
+    fn train(
+        &self,
+        job: &TrainingJob<'_>,
+        progress: &mut dyn FnMut(TrainProgress),
+    ) -> Result<TrainedModel, TrainError>;
+}
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// The job is unusable (no features, unknown or repeated features, a label that does not
+    /// match the data, an empty model name).
+    #[error("training job: {0}")]
+    InvalidJob(String),
+    /// The trainer's settings are unusable.
+    #[error("trainer config: {0}")]
+    Config(String),
+    /// There are no training rows.
+    #[error("no training rows")]
+    NoRows,
+    /// Too few rows for the number of features.
+    #[error("{rows} training rows for {features} features: at least {needed} are needed")]
+    TooFewRows {
+        /// Rows given.
+        rows: usize,
+        /// Features.
+        features: usize,
+        /// Rows needed (2 × features).
+        needed: usize,
+    },
+    /// Every training label is the same class.
+    #[error("all {rows} training labels are class {class}: both classes are needed")]
+    SingleClass {
+        /// The only class present (1 = the positive value).
+        class: u8,
+        /// Rows.
+        rows: usize,
+    },
+    /// The fit failed or gave unusable coefficients.
+    #[error("fitting failed: {0}")]
+    Fit(String),
+    /// A file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The external command could not be started.
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The external command failed.
+    #[error("`{program}` failed ({status}); log {log}; last stderr lines:\n{stderr_tail}")]
+    CommandFailed {
+        /// The program.
+        program: String,
+        /// How it exited (`"exit status: 3"`, `"signal: 9"`).
+        status: String,
+        /// Its exit code, when it exited normally.
+        code: Option<i32>,
+        /// The log file.
+        log: PathBuf,
+        /// The last lines it wrote to stderr.
+        stderr_tail: String,
+    },
+    /// The external command ran past its timeout and was killed.
+    #[error(
+        "`{program}` ran longer than {timeout:?} and was killed; log {log}; last stderr lines:\n{stderr_tail}"
+    )]
+    Timeout {
+        /// The program.
+        program: String,
+        /// The timeout.
+        timeout: Duration,
+        /// The log file.
+        log: PathBuf,
+        /// The last lines it wrote to stderr.
+        stderr_tail: String,
+    },
+    /// The artifact is missing, invalid, or does not fit the job.
+    #[error("artifact {path} is invalid: {source}{}", log_note(log.as_deref(), stderr_tail))]
+    InvalidArtifact {
+        /// The artifact file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<ArtifactError>,
+        /// The trainer's log file, if any.
+        log: Option<PathBuf>,
+        /// The last stderr lines of the command, if any.
+        stderr_tail: String,
+    },
+}
+
+fn log_note(log: Option<&Path>, stderr_tail: &str) -> String {
+    match log {
+        Some(log) if stderr_tail.is_empty() => format!("; log {}", log.display()),
+        Some(log) => format!("; log {}; last stderr lines:\n{stderr_tail}", log.display()),
+        None => String::new(),
+    }
+}
+
+/// The file-name stem for a job's outputs: `{name}-run{run_id}`, with characters other than
+/// ASCII letters, digits, `-`, `_` and `.` in the name replaced by `_` (and a leading `.`).
+#[must_use]
+pub fn output_stem(model_name: &str, run_id: i64) -> String {
+    let mut name: String = model_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with('.') {
+        name.replace_range(0..1, "_");
+    }
+    format!("{name}-run{run_id}")
+}
+
+/// Hex sha256 of `bytes`.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Checks a job against its data; returns the column of each job feature in the data.
+fn check_job(job: &TrainingJob<'_>) -> Result<Vec<usize>, TrainError> {
+    if job.model_name.trim().is_empty() {
+        return Err(TrainError::InvalidJob("the model name is empty".into()));
+    }
+    if job.features.is_empty() {
+        return Err(TrainError::InvalidJob("no features".into()));
+    }
+    let mut columns = Vec::with_capacity(job.features.len());
+    for (i, f) in job.features.iter().enumerate() {
+        if job.features[..i].contains(f) {
+            return Err(TrainError::InvalidJob(format!(
+                "feature `{f}` is listed more than once"
+            )));
+        }
+        let column = job.data.feature_index(f).ok_or_else(|| {
+            TrainError::InvalidJob(format!("feature `{f}` is not in the training data"))
+        })?;
+        columns.push(column);
+    }
+    if job.features.contains(&job.label.name) {
+        return Err(TrainError::InvalidJob(format!(
+            "the label `{}` is also a feature",
+            job.label.name
+        )));
+    }
+    if job.label.kind != job.data.label().kind {
+        return Err(TrainError::InvalidJob(format!(
+            "the job's label is {} but the data's is {}",
+            job.label.kind.as_str(),
+            job.data.label().kind.as_str()
+        )));
+    }
+    if job.label.kind == LabelKind::Binary && job.label.positive != job.data.label().positive {
+        return Err(TrainError::InvalidJob(format!(
+            "the job's positive label {:?} is not the data's {:?} (the data's labels are 1 for its positive value)",
+            job.label.positive,
+            job.data.label().positive
+        )));
+    }
+    match (job.label.kind, job.label.positive.as_deref()) {
+        (LabelKind::Binary, None | Some("")) => Err(TrainError::InvalidJob(
+            "a binary label needs its positive value".into(),
+        )),
+        (LabelKind::Continuous, Some(_)) => Err(TrainError::InvalidJob(
+            "a continuous label has no positive value".into(),
+        )),
+        _ => Ok(columns),
+    }
+}
+
+/// Refuses data a model cannot be fitted on: no rows, fewer than two rows per feature, or
+/// a single class.
+fn check_rows(job: &TrainingJob<'_>) -> Result<(), TrainError> {
+    let rows = job.data.len();
+    let features = job.features.len();
+    if rows == 0 {
+        return Err(TrainError::NoRows);
+    }
+    if rows < 2 * features {
+        return Err(TrainError::TooFewRows {
+            rows,
+            features,
+            needed: 2 * features,
+        });
+    }
+    if job.label.kind == LabelKind::Binary {
+        let ones = job.data.labels().iter().filter(|&&y| y == 1.0).count();
+        if ones == 0 || ones == rows {
+            return Err(TrainError::SingleClass {
+                class: u8::from(ones == rows),
+                rows,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates the output directory.
+fn create_output_dir(dir: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader never
+/// sees a half-written artifact.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let io = |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_stems_are_safe_file_names() {
+        assert_eq!(output_stem("ranker", 12), "ranker-run12");
+        assert_eq!(output_stem("../etc/passwd", 1), "_._etc_passwd-run1");
+        assert_eq!(output_stem(".hidden model", -3), "_hidden_model-run-3");
+        assert_eq!(output_stem("prix-€", 2), "prix-_-run2");
+    }
+}
