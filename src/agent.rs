@@ -653,6 +653,7 @@ impl<M> Agent<M> {
 
     /// Installs the hook that receives the final snapshot when the agent is dropped
     /// (replacing any previous one).
+    #[cfg_attr(not(feature = "reporter"), allow(dead_code))]
     pub(crate) fn set_drop_hook(&self, hook: DropHook) {
         *self
             .drop_hook

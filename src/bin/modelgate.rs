@@ -116,6 +116,61 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Approve a run waiting for review: its candidate is promoted.
+    Approve {
+        /// The run id (see `modelgate runs`).
+        run_id: i64,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The sidecar's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+    },
+    /// Reject a run waiting for review.
+    Reject {
+        /// The run id.
+        run_id: i64,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The sidecar's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+    },
+    /// Restore the previous production model (or --to VERSION) at once.
+    Rollback {
+        /// The version to restore (default: the `previous` alias).
+        #[arg(long)]
+        to: Option<u32>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The sidecar's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+    },
+    /// Start a training run now.
+    Retrain {
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The sidecar's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+    },
+    /// List pipeline runs with their steps.
+    Runs {
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        /// The sidecar's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+    },
     /// Show what modelgate does on embedded defaults.
     Demo {
         /// How many synthetic keys to route.
@@ -176,6 +231,27 @@ fn main() -> ExitCode {
         ),
         Command::Serve { config, listen } => serve(&config, listen.as_deref()),
         Command::Status { url, json } => status(&url, json),
+        Command::Approve {
+            run_id,
+            reason,
+            url,
+        } => admin(&url, |c| c.approve(run_id, &reason)).map(print_json),
+        Command::Reject {
+            run_id,
+            reason,
+            url,
+        } => admin(&url, |c| c.reject(run_id, &reason)).map(print_json),
+        Command::Rollback { to, reason, url } => {
+            admin(&url, |c| c.rollback(to, &reason)).map(print_json)
+        }
+        Command::Retrain { reason, url } => admin(&url, |c| c.retrain(&reason)).map(print_json),
+        Command::Runs { limit, json, url } => admin(&url, |c| c.runs(limit)).map(|runs| {
+            if json {
+                print_json(serde_json::to_value(&runs).unwrap_or_default());
+            } else {
+                print!("{}", modelgate::sidecar::client::render_runs(&runs));
+            }
+        }),
         Command::Demo { keys } => demo(keys),
     };
     match result {
@@ -210,6 +286,26 @@ fn serve(config: &Path, listen: Option<&str>) -> Result<(), String> {
         eprintln!("modelgate: database {}", database.display());
     })
     .map_err(|e| e.to_string())
+}
+
+fn admin<T>(
+    url: &str,
+    call: impl FnOnce(
+        &modelgate::sidecar::client::AdminClient,
+    ) -> Result<T, modelgate::sidecar::client::ClientError>,
+) -> Result<T, String> {
+    let token = std::env::var("MODELGATE_ADMIN_TOKEN")
+        .map_err(|_| "set MODELGATE_ADMIN_TOKEN to the sidecar's admin token".to_owned())?;
+    let client =
+        modelgate::sidecar::client::AdminClient::new(url, &token).map_err(|e| e.to_string())?;
+    call(&client).map_err(|e| e.to_string())
+}
+
+fn print_json(value: serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 fn status(url: &str, json: bool) -> Result<(), String> {

@@ -5,6 +5,49 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::server::Status;
+use super::store::RunRecord;
+
+/// The local user's name, for the audit log (`USER` or `USERNAME`).
+fn whoami() -> Option<String> {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A readable list of runs with their steps.
+#[must_use]
+pub fn render_runs(runs: &[RunRecord]) -> String {
+    let mut out = String::new();
+    if runs.is_empty() {
+        out.push_str("no pipeline runs yet\n");
+    }
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "run {:<5} {:<15} trigger {:<12} started {}",
+            run.id, run.state, run.trigger, run.started_ms
+        );
+        for step in &run.steps {
+            let _ = writeln!(
+                out,
+                "    {:>2}. {:<12} {:<10} {}",
+                step.seq,
+                step.name,
+                step.state,
+                serde_json::to_string(&step.detail).unwrap_or_default()
+            );
+        }
+        if let Some(outcome) = &run.outcome {
+            let _ = writeln!(
+                out,
+                "    outcome: {}",
+                serde_json::to_string(outcome).unwrap_or_default()
+            );
+        }
+    }
+    out
+}
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +126,98 @@ impl AdminClient {
             });
         }
         serde_json::from_str(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}{path}", self.url);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body: text,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `POST /v1/runs/{id}/approve`: promotes the run's candidate.
+    ///
+    /// # Errors
+    /// [`ClientError`]; a 409 when the run is not waiting for review.
+    pub fn approve(&self, run_id: i64, reason: &str) -> Result<serde_json::Value, ClientError> {
+        self.post_json(
+            &format!("/v1/runs/{run_id}/approve"),
+            &serde_json::json!({"reason": reason, "actor": whoami()}),
+        )
+    }
+
+    /// `POST /v1/runs/{id}/reject`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn reject(&self, run_id: i64, reason: &str) -> Result<serde_json::Value, ClientError> {
+        self.post_json(
+            &format!("/v1/runs/{run_id}/reject"),
+            &serde_json::json!({"reason": reason, "actor": whoami()}),
+        )
+    }
+
+    /// `POST /v1/rollback`: restores `to` (default: the previous version).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn rollback(
+        &self,
+        to: Option<u32>,
+        reason: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.post_json(
+            "/v1/rollback",
+            &serde_json::json!({"reason": reason, "to": to, "actor": whoami()}),
+        )
+    }
+
+    /// `POST /v1/retrain`: queues a manual run.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn retrain(&self, reason: &str) -> Result<serde_json::Value, ClientError> {
+        self.post_json(
+            "/v1/retrain",
+            &serde_json::json!({"reason": reason, "actor": whoami()}),
+        )
+    }
+
+    /// `GET /v1/runs`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Runs {
+            runs: Vec<RunRecord>,
+        }
+        Ok(self
+            .get_json::<Runs>(&format!("/v1/runs?limit={limit}"))?
+            .runs)
     }
 
     /// `GET /v1/status`.

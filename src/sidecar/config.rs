@@ -30,8 +30,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use super::lifecycle::config::LifecycleConfig;
+use super::lifecycle::resolve;
 use super::store::Durability;
-use crate::route::{ExperimentConfig, RouterConfig};
+use crate::route::{Clock, ExperimentConfig, RouterConfig, SystemClock};
 
 /// Shortest token accepted.
 pub const MIN_TOKEN_BYTES: usize = 16;
@@ -70,6 +74,8 @@ struct File {
     admin_token_file: Option<PathBuf>,
     #[serde(default)]
     experiments: Vec<ExperimentConfig>,
+    #[serde(default)]
+    lifecycle: Option<LifecycleConfig>,
 }
 
 /// A resolved sidecar config.
@@ -89,6 +95,11 @@ pub struct SidecarConfig {
     pub admin_token: String,
     /// Experiments served when the database has none yet.
     pub experiments: RouterConfig,
+    /// The model lifecycle (triggers, training, promotion), when configured.
+    pub lifecycle: Option<LifecycleConfig>,
+    /// The clock of the store, the lifecycle and its triggers (tests and the demo replay
+    /// time with their own).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for SidecarConfig {
@@ -101,7 +112,8 @@ impl std::fmt::Debug for SidecarConfig {
             .field("agent_token", &"<redacted>")
             .field("admin_token", &"<redacted>")
             .field("experiments", &self.experiments.experiments.len())
-            .finish()
+            .field("lifecycle", &self.lifecycle.as_ref().map(|l| &l.model))
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,6 +138,8 @@ impl SidecarConfig {
             agent_token: agent_token.to_owned(),
             admin_token: admin_token.to_owned(),
             experiments: RouterConfig::default(),
+            lifecycle: None,
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -192,7 +206,18 @@ impl SidecarConfig {
         };
         crate::route::Router::new(experiments.clone())
             .map_err(|e| SidecarConfigError::Invalid(format!("experiments: {e}")))?;
+        let lifecycle = match file.lifecycle {
+            Some(mut l) => {
+                l.data = resolve(base, &l.data);
+                l.artifacts = resolve(base, &l.artifacts);
+                l.validate().map_err(SidecarConfigError::Invalid)?;
+                Some(l)
+            }
+            None => None,
+        };
         Ok(SidecarConfig {
+            lifecycle,
+            clock: Arc::new(SystemClock),
             listen,
             database,
             durability: file.durability.unwrap_or_default(),

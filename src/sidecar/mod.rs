@@ -3,14 +3,24 @@
 //!
 //! * [`config`]: the TOML config file and tokens.
 //! * [`control`]: the control document agents poll, and the lock its writers share.
+//! * [`lifecycle`]: triggers, training, evaluation, the promotion policy, review, rollback.
 //! * [`store`]: the SQLite store (reports, windows, registry, audit, runs).
 //! * [`server`]: the axum service (`modelgate serve`).
 //! * [`client`]: a blocking admin-API client for the CLI.
+//! * [`notify`]: notifications to administrators (email, webhook, log fallback).
 //! * [`prometheus`]: the `/metrics` exposition.
+//! * [`train`]: training data, the [`train::Trainer`] trait, the in-process linfa trainer and
+//!   the external-command trainer.
+//! * [`evaluate`]: holdout metrics (accuracy, AUC, log loss, F1, RMSE, MAE) and the
+//!   candidate-versus-production comparison.
 
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod evaluate;
+pub mod lifecycle;
+pub mod notify;
 pub mod prometheus;
 pub mod server;
 pub mod store;
+pub mod train;

@@ -3,7 +3,7 @@
 //! | route | token | what |
 //! |---|---|---|
 //! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed or invalid, 401 bad token, 413 oversize, 415 unknown content type, 503 store failure |
-//! | `GET /v1/control` | agent or admin | the [`Control`] document with its ETag; 304 on `If-None-Match` |
+//! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
 //! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
 //! | `GET /v1/experiments` | admin | the experiments config with per-variant totals |
@@ -31,7 +31,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SidecarConfig;
 use super::control::{ControlError, ControlPlane};
-use super::store::{AgentSeen, Ingested, Store, StoreError, VariantTotal};
+use super::lifecycle::config::LifecycleConfig;
+use super::lifecycle::triggers::TriggerKind;
+use super::lifecycle::{Lifecycle, LifecycleError};
+use super::notify::Notifier;
+use super::store::{AgentSeen, AuditFilter, Ingested, NewAudit, Store, StoreError, VariantTotal};
 use crate::route::RouterConfig;
 use crate::wire::{
     CONTENT_TYPE_CONTROL, CONTENT_TYPE_JSON, ModelAssignment, Report, WireError, WireLimits,
@@ -58,6 +62,9 @@ pub enum ServeError {
     /// The initial control document is unusable.
     #[error("control: {0}")]
     Control(String),
+    /// The lifecycle cannot start.
+    #[error("lifecycle: {0}")]
+    Lifecycle(String),
 }
 
 /// Why reports were turned away (labels of `modelgate_reports_rejected_total`).
@@ -140,6 +147,7 @@ impl IngestCounters {
 struct AppState {
     store: Arc<Store>,
     control: Arc<ControlPlane>,
+    lifecycle: Option<LifecycleHandle>,
     agent_token: String,
     admin_token: String,
     limits: WireLimits,
@@ -149,15 +157,29 @@ struct AppState {
 
 /// A sidecar serving on its own runtime thread; dropping it (or [`RunningSidecar::stop`])
 /// shuts the service down gracefully.
-#[derive(Debug)]
 pub struct RunningSidecar {
+    state: Arc<AppState>,
     addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     store: Arc<Store>,
 }
 
+impl std::fmt::Debug for RunningSidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSidecar")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RunningSidecar {
+    /// The lifecycle, when configured (the demo and tests drive it directly).
+    #[must_use]
+    pub fn lifecycle(&self) -> Option<&Arc<Lifecycle>> {
+        self.state.lifecycle.as_ref().map(|h| &h.lifecycle)
+    }
+
     /// The bound address.
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
@@ -188,6 +210,9 @@ impl RunningSidecar {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        if let Some(lifecycle) = &self.state.lifecycle {
+            lifecycle.stop();
+        }
     }
 }
 
@@ -198,14 +223,23 @@ impl Drop for RunningSidecar {
 }
 
 fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
-    let store = Arc::new(Store::open(&config.database, config.durability)?);
+    let store = Arc::new(Store::open_with_clock(
+        &config.database,
+        config.durability,
+        config.clock.clone(),
+    )?);
     let control = Arc::new(
         ControlPlane::open(store.clone(), &config.experiments)
             .map_err(|e| ServeError::Control(e.to_string()))?,
     );
+    let lifecycle = match &config.lifecycle {
+        Some(l) => Some(start_lifecycle(l, &store, &control, config)?),
+        None => None,
+    };
     Ok(Arc::new(AppState {
         store,
         control,
+        lifecycle,
         agent_token: config.agent_token.clone(),
         admin_token: config.admin_token.clone(),
         limits: WireLimits {
@@ -252,6 +286,13 @@ fn app(state: Arc<AppState>) -> HttpRouter {
         .route("/v1/status", get(get_status))
         .route("/v1/experiments", get(get_experiments))
         .route("/v1/models", get(get_models))
+        .route("/v1/runs", get(get_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/approve", axum::routing::post(post_approve))
+        .route("/v1/runs/{id}/reject", axum::routing::post(post_reject))
+        .route("/v1/rollback", axum::routing::post(post_rollback))
+        .route("/v1/retrain", axum::routing::post(post_retrain))
+        .route("/v1/audit", get(get_audit))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -264,6 +305,7 @@ fn app(state: Arc<AppState>) -> HttpRouter {
 pub fn spawn(config: &SidecarConfig) -> Result<RunningSidecar, ServeError> {
     let state = open_state(config)?;
     let store = state.store.clone();
+    let kept = state.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -299,6 +341,7 @@ pub fn spawn(config: &SidecarConfig) -> Result<RunningSidecar, ServeError> {
         })
         .map_err(ServeError::Runtime)?;
     Ok(RunningSidecar {
+        state: kept,
         addr,
         shutdown: Some(tx),
         thread: Some(thread),
@@ -334,10 +377,17 @@ pub fn serve_forever(
         })?;
         on_listen(addr);
         tokio::spawn(maintain(state.store.clone()));
-        axum::serve(listener, app(state))
+        let served = axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .map_err(ServeError::Runtime)
+            .map_err(ServeError::Runtime);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(lifecycle) = &state.lifecycle {
+                lifecycle.stop();
+            }
+        })
+        .await;
+        served
     })
 }
 
@@ -807,5 +857,327 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+enum LifecycleCommand {
+    Retrain(String),
+    Stop,
+}
+
+/// The lifecycle and its thread.
+struct LifecycleHandle {
+    lifecycle: Arc<Lifecycle>,
+    commands: std::sync::mpsc::Sender<LifecycleCommand>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl LifecycleHandle {
+    fn stop(&self) {
+        let _ = self.commands.send(LifecycleCommand::Stop);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn start_lifecycle(
+    config: &LifecycleConfig,
+    store: &Arc<Store>,
+    control: &Arc<ControlPlane>,
+    sidecar: &SidecarConfig,
+) -> Result<LifecycleHandle, ServeError> {
+    let audit_store = store.clone();
+    let hook: super::notify::DeliveryHook = Arc::new(move |d: &super::notify::Delivery| {
+        let entry = NewAudit {
+            actor: "sidecar".into(),
+            kind: format!("notify.{}", d.channel.as_str()),
+            subject: d.subject.clone(),
+            detail: serde_json::to_value(d).unwrap_or_default(),
+        };
+        if let Err(e) = audit_store.audit(&entry) {
+            tracing::warn!("notification audit row not written: {e}");
+        }
+    });
+    let notifier = Notifier::with_hook(config.notify.clone(), hook)
+        .map_err(|e| ServeError::Lifecycle(e.to_string()))?;
+    let lifecycle = Arc::new(
+        Lifecycle::new(
+            config.clone(),
+            store.clone(),
+            control.clone(),
+            notifier,
+            sidecar.clock.clone(),
+        )
+        .map_err(|e| ServeError::Lifecycle(e.to_string()))?,
+    );
+    let recovered = lifecycle
+        .recover()
+        .map_err(|e| ServeError::Lifecycle(e.to_string()))?;
+    if !recovered.is_empty() {
+        tracing::warn!("runs {recovered:?} were interrupted by a restart and are marked failed");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let interval = std::time::Duration::from_secs(config.triggers.check_interval_s);
+    let worker = lifecycle.clone();
+    let thread = std::thread::Builder::new()
+        .name("modelgate-lifecycle".into())
+        .spawn(move || {
+            loop {
+                match rx.recv_timeout(interval) {
+                    Ok(LifecycleCommand::Stop)
+                    | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Ok(LifecycleCommand::Retrain(reason)) => {
+                        match worker.run(TriggerKind::Manual, serde_json::json!({"reason": reason}))
+                        {
+                            Ok(outcome) => tracing::info!(
+                                "manual run {} ended {}: {}",
+                                outcome.run_id,
+                                outcome.state,
+                                outcome.reason
+                            ),
+                            Err(e) => tracing::warn!("manual retrain: {e}"),
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => match worker.tick() {
+                        Ok(Some(outcome)) => tracing::info!(
+                            "run {} ended {}: {}",
+                            outcome.run_id,
+                            outcome.state,
+                            outcome.reason
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("lifecycle check failed: {e}"),
+                    },
+                }
+            }
+        })
+        .map_err(|e| ServeError::Lifecycle(e.to_string()))?;
+    Ok(LifecycleHandle {
+        lifecycle,
+        commands: tx,
+        thread: std::sync::Mutex::new(Some(thread)),
+    })
+}
+
+fn no_lifecycle() -> Response {
+    problem(
+        StatusCode::CONFLICT,
+        "no_lifecycle",
+        "this sidecar has no [lifecycle] section in its config".into(),
+    )
+}
+
+fn lifecycle_error(e: LifecycleError) -> Response {
+    match e {
+        LifecycleError::Refused(reason) => problem(StatusCode::CONFLICT, "refused", reason),
+        LifecycleError::Busy => problem(StatusCode::CONFLICT, "busy", e.to_string()),
+        other => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "lifecycle_error",
+            other.to_string(),
+        ),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn get_runs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<LimitQuery>,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let store = state.store.clone();
+    match blocking(move || store.runs(q.limit.unwrap_or(50).min(1000))).await {
+        Ok(runs) => axum::Json(serde_json::json!({ "runs": runs })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
+    }
+}
+
+async fn get_run(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let store = state.store.clone();
+    match blocking(move || store.run(id)).await {
+        Ok(Some(run)) => axum::Json(run).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
+    }
+}
+
+/// Body of the review, rollback and retrain calls.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionRequest {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    to: Option<u32>,
+}
+
+fn parse_decision(body: &Bytes) -> Result<DecisionRequest, Box<Response>> {
+    let request: DecisionRequest = serde_json::from_slice(body)
+        .map_err(|e| Box::new(problem(StatusCode::BAD_REQUEST, "malformed", e.to_string())))?;
+    if request.reason.trim().is_empty() {
+        return Err(Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "a reason is required".into(),
+        )));
+    }
+    Ok(request)
+}
+
+fn actor_of(request: &DecisionRequest) -> String {
+    match request.actor.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => format!("admin:{}", &name[..name.len().min(64)]),
+        _ => "admin".to_owned(),
+    }
+}
+
+async fn review(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    id: i64,
+    body: Bytes,
+    approve: bool,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(handle) = &state.lifecycle else {
+        return no_lifecycle();
+    };
+    let request = match parse_decision(&body) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let lifecycle = handle.lifecycle.clone();
+    let actor = actor_of(&request);
+    let done = tokio::task::spawn_blocking(move || {
+        if approve {
+            lifecycle.approve(id, &actor, &request.reason)
+        } else {
+            lifecycle.reject(id, &actor, &request.reason)
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => axum::Json(serde_json::json!({
+            "run_id": id,
+            "state": if approve { "succeeded" } else { "rejected" },
+        }))
+        .into_response(),
+        Ok(Err(e)) => lifecycle_error(e),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn post_approve(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    body: Bytes,
+) -> Response {
+    review(state, headers, id, body, true).await
+}
+
+async fn post_reject(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    body: Bytes,
+) -> Response {
+    review(state, headers, id, body, false).await
+}
+
+async fn post_rollback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(handle) = &state.lifecycle else {
+        return no_lifecycle();
+    };
+    let request = match parse_decision(&body) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let lifecycle = handle.lifecycle.clone();
+    let actor = actor_of(&request);
+    let done = tokio::task::spawn_blocking(move || {
+        lifecycle.rollback(request.to, &actor, &request.reason)
+    })
+    .await;
+    match done {
+        Ok(Ok(version)) => axum::Json(serde_json::json!({"production": version})).into_response(),
+        Ok(Err(e)) => lifecycle_error(e),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn post_retrain(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(handle) = &state.lifecycle else {
+        return no_lifecycle();
+    };
+    let request = match parse_decision(&body) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let reason = format!("{} asked: {}", actor_of(&request), request.reason);
+    match handle.commands.send(LifecycleCommand::Retrain(reason)) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({"queued": true})),
+        )
+            .into_response(),
+        Err(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopped",
+            "the lifecycle thread has stopped".into(),
+        ),
+    }
+}
+
+async fn get_audit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(filter): axum::extract::Query<AuditFilter>,
+) -> Response {
+    if !is_admin(&state, &headers) {
+        return unauthorized();
+    }
+    let store = state.store.clone();
+    match blocking(move || store.audit_log(&filter)).await {
+        Ok(rows) => axum::Json(serde_json::json!({ "audit": rows })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
     }
 }

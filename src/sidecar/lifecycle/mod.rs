@@ -1,0 +1,1280 @@
+//! The model lifecycle: triggers → training → evaluation → decision → notification →
+//! promotion, every step persisted as a pipeline run and every decision an audit row.
+//!
+//! ```text
+//!  tick ─► triggers (initial · schedule · volume · drift · performance · manual)
+//!           │ first firing (all firings are audit rows)
+//!           ▼
+//!  run ─► training ─► evaluating ─► deciding ─┬─► approved ─► notifying (grace period) ─► promoted
+//!                                             ├─► pending_review ─► approve | reject (admin)
+//!                                             └─► rejected (candidate worse than production)
+//! ```
+//!
+//! * **Policy**: the candidate is approved automatically when it beats production on the
+//!   primary metric by at least `min_improvement` (relative, in the metric's direction) and
+//!   no guardrail metric is worse than its tolerance; it is rejected automatically when it
+//!   is worse on the primary metric; otherwise it waits for a person.
+//! * **Promotion** moves the `production` alias (the old version becomes `previous`),
+//!   points the experiment's production variant at the new version in the control
+//!   document, and finishes the run, in one transaction: agents hot-swap at their next
+//!   poll. **Rollback** does the same towards `previous` (or a chosen version).
+//! * **Restart**: a run left `running` by a stopped sidecar is marked failed (with a
+//!   notification) when the lifecycle starts again; runs waiting for review keep waiting.
+//!   A decision is one transaction, so it is never half applied.
+
+pub mod config;
+pub mod triggers;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use self::config::{LifecycleConfig, TrainerConfig};
+use self::triggers::{Firing, TriggerKind};
+use super::control::{ControlError, ControlPlane};
+use super::evaluate::{self, EvaluationReport, Metric};
+use super::notify::{Notification, NotificationKind, Notifier};
+use super::store::{AliasMove, DecisionCommit, NewAudit, NewModel, RunRecord, Store, StoreError};
+use super::train::{
+    CommandTrainer, CsvSpec, LinfaTrainer, TrainedModel, Trainer, TrainingData, TrainingJob,
+};
+use crate::artifact::{LabelSpec, ModelArtifact};
+use crate::route::Clock;
+use crate::sketch::FeatureProfile;
+use crate::wire::{Control, ModelAssignment};
+
+/// Why a lifecycle action failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LifecycleError {
+    /// A run is already in progress.
+    #[error("a pipeline run is already in progress")]
+    Busy,
+    /// The config is unusable.
+    #[error("lifecycle config: {0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The control document could not change.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The request does not fit the current state (unknown run, not pending review, no
+    /// previous version...).
+    #[error("{0}")]
+    Refused(String),
+    /// A pipeline step failed (the run is marked failed; production is untouched).
+    #[error("pipeline run {run_id} failed at {step}: {reason}")]
+    StepFailed {
+        /// The run.
+        run_id: i64,
+        /// The step.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a run ended (or paused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// The run.
+    pub run_id: i64,
+    /// Its state afterwards: `succeeded`, `pending_review`, `rejected` or `failed`.
+    pub state: String,
+    /// The candidate version, when one was trained.
+    pub candidate: Option<u32>,
+    /// The evaluation, when there was one.
+    pub evaluation: Option<EvaluationReport>,
+    /// Why the decision went this way.
+    pub reason: String,
+}
+
+/// What the policy decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyDecision {
+    /// Promote without asking.
+    Approve,
+    /// Ask a person.
+    Review,
+    /// Do not promote.
+    Reject,
+}
+
+/// Applies the promotion policy to an evaluation.
+#[must_use]
+pub fn decide(
+    report: &EvaluationReport,
+    min_improvement: f64,
+    guardrails: &std::collections::BTreeMap<String, f64>,
+) -> (PolicyDecision, String) {
+    if report.production.is_none() {
+        return (
+            PolicyDecision::Approve,
+            "no production model yet: the first model is promoted".into(),
+        );
+    }
+    let Some(comparison) = &report.comparison else {
+        return (
+            PolicyDecision::Review,
+            format!(
+                "the comparison is undefined ({}): a person decides",
+                report.undefined.as_deref().unwrap_or("no value")
+            ),
+        );
+    };
+    let improvement = comparison.improvement;
+    let primary = comparison.primary.name();
+    if improvement < 0.0 {
+        return (
+            PolicyDecision::Reject,
+            format!(
+                "the candidate is {:.2}% worse than production on {primary}",
+                -100.0 * improvement
+            ),
+        );
+    }
+    for (name, tolerance) in guardrails {
+        let Some(metric) = Metric::from_name(name) else {
+            continue;
+        };
+        if let (Some(c), Some(p)) = (
+            report.candidate.get(metric),
+            report.production.as_ref().and_then(|m| m.get(metric)),
+        ) {
+            let worse = evaluate::relative_improvement(metric, c, p).map_or(0.0, |i| -i);
+            if worse > *tolerance {
+                return (
+                    PolicyDecision::Review,
+                    format!(
+                        "guardrail {name}: the candidate is {:.2}% worse (tolerance {:.2}%)",
+                        100.0 * worse,
+                        100.0 * tolerance
+                    ),
+                );
+            }
+        }
+    }
+    if improvement >= min_improvement {
+        (
+            PolicyDecision::Approve,
+            format!(
+                "the candidate beats production by {:.2}% on {primary} (threshold {:.2}%)",
+                100.0 * improvement,
+                100.0 * min_improvement
+            ),
+        )
+    } else {
+        (
+            PolicyDecision::Review,
+            format!(
+                "the candidate beats production by {:.2}% on {primary}, under the {:.2}% threshold: a person decides",
+                100.0 * improvement,
+                100.0 * min_improvement
+            ),
+        )
+    }
+}
+
+struct DataCache {
+    stamp: Option<(std::time::SystemTime, u64)>,
+    data: Option<Arc<TrainingData>>,
+}
+
+struct TriggerState {
+    last_schedule_check_ms: i64,
+}
+
+/// The lifecycle of one model.
+pub struct Lifecycle {
+    config: LifecycleConfig,
+    store: Arc<Store>,
+    control: Arc<ControlPlane>,
+    notifier: Notifier,
+    trainer: Box<dyn Trainer>,
+    clock: Arc<dyn Clock>,
+    running: Mutex<()>,
+    data: Mutex<DataCache>,
+    triggers: Mutex<TriggerState>,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("model", &self.config.model)
+            .field("experiment", &self.config.experiment)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Lifecycle {
+    /// A lifecycle for `config` (paths already resolved), writing to `store`, steering
+    /// agents through `control`, telling administrators through `notifier`.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Config`] for unusable settings.
+    pub fn new(
+        config: LifecycleConfig,
+        store: Arc<Store>,
+        control: Arc<ControlPlane>,
+        notifier: Notifier,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, LifecycleError> {
+        config.validate().map_err(LifecycleError::Config)?;
+        let trainer: Box<dyn Trainer> = match &config.trainer {
+            TrainerConfig::Linfa { alpha } => {
+                let mut t = LinfaTrainer::default();
+                if let Some(alpha) = alpha {
+                    t = t.alpha(*alpha);
+                }
+                Box::new(t)
+            }
+            TrainerConfig::Command { command, timeout_s } => {
+                // The command must not see the sidecar's secrets.
+                let mut t = CommandTrainer::new(command.clone())
+                    .map_err(|e| LifecycleError::Config(e.to_string()))?
+                    .env_remove("MODELGATE_AGENT_TOKEN")
+                    .env_remove("MODELGATE_ADMIN_TOKEN");
+                if let Some(s) = timeout_s {
+                    t = t.timeout(Duration::from_secs(*s));
+                }
+                Box::new(t)
+            }
+        };
+        let now = clock.now_unix_ms();
+        Ok(Lifecycle {
+            config,
+            store,
+            control,
+            notifier,
+            trainer,
+            clock,
+            running: Mutex::new(()),
+            data: Mutex::new(DataCache {
+                stamp: None,
+                data: None,
+            }),
+            triggers: Mutex::new(TriggerState {
+                last_schedule_check_ms: now,
+            }),
+        })
+    }
+
+    /// Replaces the trainer (tests use a failing one).
+    #[must_use]
+    pub fn with_trainer(mut self, trainer: Box<dyn Trainer>) -> Self {
+        self.trainer = trainer;
+        self
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &LifecycleConfig {
+        &self.config
+    }
+
+    /// The notifier.
+    #[must_use]
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    fn notify(
+        &self,
+        kind: NotificationKind,
+        subject: String,
+        text: String,
+        detail: serde_json::Value,
+    ) {
+        self.notifier
+            .notify(Notification::new(kind, subject, text).with_detail(detail));
+    }
+
+    fn audit(&self, kind: &str, subject: &str, detail: serde_json::Value) {
+        let entry = NewAudit {
+            actor: "sidecar".into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            detail,
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::error!("audit row {kind} not written: {e}");
+        }
+    }
+
+    /// Marks runs a stopped sidecar left `running` as failed, with a notification. Runs
+    /// waiting for review keep waiting. Returns the runs failed.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn recover(&self) -> Result<Vec<i64>, LifecycleError> {
+        let mut failed = Vec::new();
+        for run in self.store.active_runs()? {
+            if run.state != "running" {
+                continue;
+            }
+            for step in run.steps.iter().filter(|s| s.state == "running") {
+                let _ = self.store.finish_step(
+                    step.id,
+                    "failed",
+                    serde_json::json!({"error": "the sidecar stopped during this step"}),
+                );
+            }
+            self.store.finish_run(
+                run.id,
+                "failed",
+                serde_json::json!({"error": "the sidecar stopped during the run; production is unchanged"}),
+            )?;
+            self.notify(
+                NotificationKind::RunFailed,
+                format!("run {} of {} failed", run.id, self.config.model),
+                "The sidecar stopped during this run. Production is unchanged; the next trigger starts a new run.".into(),
+                serde_json::json!({"run_id": run.id, "trigger": run.trigger}),
+            );
+            failed.push(run.id);
+        }
+        Ok(failed)
+    }
+
+    /// All labelled records up to now (reloaded when the file changes).
+    fn data(&self) -> Result<Arc<TrainingData>, String> {
+        let path = &self.config.data;
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+        let mut cache = lock(&self.data);
+        if cache.stamp == Some(stamp)
+            && let Some(data) = &cache.data
+        {
+            return Ok(data.clone());
+        }
+        let spec = CsvSpec {
+            timestamp_column: self.config.timestamp_column.clone(),
+            feature_columns: self.config.features.clone(),
+            label_column: self.config.label.clone(),
+            label_kind: self.config.label_kind,
+            positive_label: self.config.positive_label.clone(),
+        };
+        let raw = TrainingData::from_csv(path, &spec).map_err(|e| e.to_string())?;
+        let data = if self.config.timestamp_unit_ms == 1 {
+            raw
+        } else {
+            let unit = self.config.timestamp_unit_ms;
+            rebuild(&raw, |_, t| Some(t.saturating_mul(unit)))?
+        };
+        let data = Arc::new(data);
+        cache.stamp = Some(stamp);
+        cache.data = Some(data.clone());
+        Ok(data)
+    }
+
+    fn label_spec(&self) -> LabelSpec {
+        LabelSpec {
+            name: self.config.label.clone(),
+            positive: match self.config.label_kind {
+                crate::artifact::LabelKind::Binary => Some(
+                    self.config
+                        .positive_label
+                        .clone()
+                        .unwrap_or_else(|| "1".into()),
+                ),
+                crate::artifact::LabelKind::Continuous => None,
+            },
+            kind: self.config.label_kind,
+        }
+    }
+
+    /// Records with a timestamp after `after_ms` and up to now.
+    fn new_records_since(&self, after_ms: Option<i64>) -> Result<u64, String> {
+        let data = self.data()?;
+        let now = self.clock.now_unix_ms();
+        Ok(data
+            .timestamps()
+            .iter()
+            .filter(|&&t| after_ms.is_none_or(|a| t > a) && t <= now)
+            .count() as u64)
+    }
+
+    /// The latest trained model's data range end (any version, promoted or not).
+    fn last_trained_to(&self) -> Result<Option<i64>, LifecycleError> {
+        Ok(self
+            .store
+            .models()?
+            .iter()
+            .filter(|m| m.name == self.config.model)
+            .filter_map(|m| m.trained_to_ms)
+            .max())
+    }
+
+    /// Checks every trigger; each firing is written as an audit row.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn check_triggers(&self) -> Result<Vec<Firing>, LifecycleError> {
+        let now = self.clock.now_unix_ms();
+        let model = &self.config.model;
+        let t = &self.config.triggers;
+        let production = self.store.alias(model, "production")?;
+        let mut firings = Vec::new();
+        if production.is_none() {
+            let recent_run = self.store.runs(1)?.into_iter().next().is_some_and(|r| {
+                r.finished_ms
+                    .is_none_or(|f| now - f < 10 * 1000 * t.check_interval_s as i64)
+            });
+            if !recent_run {
+                firings.push(Firing {
+                    kind: TriggerKind::Initial,
+                    evidence: serde_json::json!({"reason": "no production model"}),
+                });
+            }
+        }
+        if let Some(production) = &production {
+            if t.drift
+                && let Some(evidence) = self.drift_check(production.version, now)?
+            {
+                let drifted = evidence
+                    .iter()
+                    .any(|e| e.verdict == crate::drift::Verdict::Drift);
+                if drifted && !self.recently_triggered(TriggerKind::Drift, now)? {
+                    let drifting: Vec<&str> = evidence
+                        .iter()
+                        .filter(|e| e.verdict == crate::drift::Verdict::Drift)
+                        .map(|e| e.feature.as_str())
+                        .collect();
+                    self.notify(
+                        NotificationKind::DriftAlert,
+                        format!("drift in {model}: {}", drifting.join(", ")),
+                        format!(
+                            "Features of {model}@{} drifted from its training data.",
+                            production.version
+                        ),
+                        serde_json::json!({"features": evidence}),
+                    );
+                    firings.push(Firing {
+                        kind: TriggerKind::Drift,
+                        evidence: serde_json::json!({
+                            "model": production.reference,
+                            "window_s": t.drift_window_s,
+                            "features": evidence,
+                        }),
+                    });
+                }
+            }
+            if let Some(floor) = t.performance_min
+                && let Some((value, n)) = self.online_metric(now)?
+                && n >= t.min_drift_rows
+                && value < floor
+                && !self.recently_triggered(TriggerKind::Performance, now)?
+            {
+                firings.push(Firing {
+                    kind: TriggerKind::Performance,
+                    evidence: serde_json::json!({
+                        "model": production.reference,
+                        "online_metric": value,
+                        "observations": n,
+                        "floor": floor,
+                    }),
+                });
+            }
+        }
+        if let Some(threshold) = t.volume {
+            let since = self.last_trained_to()?;
+            let new = self
+                .new_records_since(since)
+                .map_err(LifecycleError::Config)?;
+            if since.is_some() && triggers::volume_fires(new, threshold) {
+                firings.push(Firing {
+                    kind: TriggerKind::Volume,
+                    evidence: serde_json::json!({
+                        "new_records": new,
+                        "threshold": threshold,
+                        "since_ms": since,
+                    }),
+                });
+            }
+        }
+        if let Some(schedule) = t.schedule.as_deref().filter(|s| !s.is_empty()) {
+            let cron = triggers::parse_cron(schedule).map_err(LifecycleError::Config)?;
+            let mut state = lock(&self.triggers);
+            if let Some(at) = triggers::cron_fired(&cron, state.last_schedule_check_ms, now) {
+                firings.push(Firing {
+                    kind: TriggerKind::Schedule,
+                    evidence: serde_json::json!({"schedule": schedule, "scheduled_ms": at}),
+                });
+            }
+            state.last_schedule_check_ms = now;
+        }
+        for f in &firings {
+            self.audit(
+                &format!("trigger.{}", f.kind.as_str()),
+                model,
+                f.evidence.clone(),
+            );
+        }
+        Ok(firings)
+    }
+
+    /// Whether a run started by `kind` began within the drift window.
+    fn recently_triggered(&self, kind: TriggerKind, now: i64) -> Result<bool, LifecycleError> {
+        let window = 1000 * self.config.triggers.drift_window_s as i64;
+        Ok(self
+            .store
+            .runs(50)?
+            .iter()
+            .any(|r| r.trigger == kind.as_str() && now - r.started_ms < window))
+    }
+
+    /// Drift of the production variant over the window, when there are enough rows.
+    fn drift_check(
+        &self,
+        version: u32,
+        now: i64,
+    ) -> Result<Option<Vec<triggers::FeatureDriftEvidence>>, LifecycleError> {
+        let Some(bytes) = self.store.reference_profile(&self.config.model, version)? else {
+            return Ok(None);
+        };
+        let Ok(reference) = postcard::from_bytes::<Vec<(String, FeatureProfile)>>(&bytes) else {
+            tracing::warn!(
+                "the reference profile of {}@{version} does not decode",
+                self.config.model
+            );
+            return Ok(None);
+        };
+        let window = 1000 * self.config.triggers.drift_window_s as i64;
+        let totals = self
+            .store
+            .totals(Some(&self.config.experiment), now - window, now + 1)?;
+        let Some(current) = totals
+            .iter()
+            .find(|t| t.variant == self.config.production_variant)
+        else {
+            return Ok(None);
+        };
+        if current.metrics.feature_rows < self.config.triggers.min_drift_rows {
+            return Ok(None);
+        }
+        Ok(Some(triggers::drift_evidence(
+            &reference,
+            &current.metrics.features,
+            &self.config.drift,
+        )))
+    }
+
+    /// Production's online success rate (binary) or outcome mean, with its count.
+    fn online_metric(&self, now: i64) -> Result<Option<(f64, u64)>, LifecycleError> {
+        let window = 1000 * self.config.triggers.drift_window_s as i64;
+        let totals = self
+            .store
+            .totals(Some(&self.config.experiment), now - window, now + 1)?;
+        let Some(m) = totals
+            .iter()
+            .find(|t| t.variant == self.config.production_variant)
+            .map(|t| &t.metrics)
+        else {
+            return Ok(None);
+        };
+        Ok(if m.binary.trials > 0 {
+            Some((
+                m.binary.successes as f64 / m.binary.trials as f64,
+                m.binary.trials,
+            ))
+        } else if m.outcome.count > 0 {
+            Some((m.outcome.mean, m.outcome.count))
+        } else {
+            None
+        })
+    }
+
+    /// Checks the triggers and, when one fires and no run is in progress, runs the
+    /// pipeline. Returns the outcome of the run it started.
+    ///
+    /// # Errors
+    /// The store's error; a failed run is an `Ok` outcome with state `failed`.
+    pub fn tick(&self) -> Result<Option<RunOutcome>, LifecycleError> {
+        let Ok(_guard) = self.running.try_lock() else {
+            return Ok(None);
+        };
+        let firings = self.check_triggers()?;
+        let Some(first) = firings.first() else {
+            return Ok(None);
+        };
+        let evidence = serde_json::json!({
+            "trigger": first.evidence,
+            "also_fired": firings[1..].iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+        });
+        self.run_locked(first.kind, evidence).map(Some)
+    }
+
+    /// Runs the pipeline now for `kind` with `evidence` (an administrator's retrain).
+    ///
+    /// # Errors
+    /// [`LifecycleError::Busy`] when a run is in progress.
+    pub fn run(
+        &self,
+        kind: TriggerKind,
+        evidence: serde_json::Value,
+    ) -> Result<RunOutcome, LifecycleError> {
+        let Ok(_guard) = self.running.try_lock() else {
+            return Err(LifecycleError::Busy);
+        };
+        self.audit(
+            &format!("trigger.{}", kind.as_str()),
+            &self.config.model,
+            evidence.clone(),
+        );
+        self.run_locked(kind, evidence)
+    }
+
+    fn run_locked(
+        &self,
+        kind: TriggerKind,
+        evidence: serde_json::Value,
+    ) -> Result<RunOutcome, LifecycleError> {
+        if self
+            .store
+            .active_runs()?
+            .iter()
+            .any(|r| r.state == "running")
+        {
+            return Err(LifecycleError::Busy);
+        }
+        let model = self.config.model.clone();
+        let run_id = self.store.create_run(kind.as_str(), evidence.clone())?;
+        tracing::info!("run {run_id}: {} trigger, training {model}", kind.as_str());
+        self.notify(
+            NotificationKind::RunStarted,
+            format!("run {run_id} of {model} started ({})", kind.as_str()),
+            format!("A {} trigger started pipeline run {run_id}.", kind.as_str()),
+            serde_json::json!({"run_id": run_id, "trigger": kind.as_str(), "evidence": evidence}),
+        );
+        match self.pipeline(run_id, kind) {
+            Ok(outcome) => Ok(outcome),
+            Err(LifecycleError::StepFailed {
+                run_id,
+                step,
+                reason,
+            }) => {
+                let outcome = serde_json::json!({"step": step, "error": reason});
+                if let Err(e) = self.store.finish_run(run_id, "failed", outcome.clone()) {
+                    tracing::error!("run {run_id} could not be marked failed: {e}");
+                }
+                self.notify(
+                    NotificationKind::RunFailed,
+                    format!("run {run_id} of {model} failed at {step}"),
+                    format!("{reason}\nProduction is unchanged."),
+                    outcome,
+                );
+                Ok(RunOutcome {
+                    run_id,
+                    state: "failed".into(),
+                    candidate: None,
+                    evaluation: None,
+                    reason,
+                })
+            }
+            Err(e) => {
+                let _ = self.store.finish_run(
+                    run_id,
+                    "failed",
+                    serde_json::json!({"error": e.to_string()}),
+                );
+                self.notify(
+                    NotificationKind::RunFailed,
+                    format!("run {run_id} of {model} failed"),
+                    format!("{e}\nProduction is unchanged."),
+                    serde_json::json!({"run_id": run_id}),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs one step: `f` gets the step's id; its error fails the step and the run.
+    fn step<T>(
+        &self,
+        run_id: i64,
+        name: &str,
+        f: impl FnOnce() -> Result<(T, serde_json::Value), String>,
+    ) -> Result<T, LifecycleError> {
+        let step_id = self.store.add_step(run_id, name, serde_json::json!({}))?;
+        match f() {
+            Ok((value, detail)) => {
+                self.store.finish_step(step_id, "succeeded", detail)?;
+                Ok(value)
+            }
+            Err(reason) => {
+                let _ =
+                    self.store
+                        .finish_step(step_id, "failed", serde_json::json!({"error": reason}));
+                Err(LifecycleError::StepFailed {
+                    run_id,
+                    step: name.into(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn pipeline(&self, run_id: i64, kind: TriggerKind) -> Result<RunOutcome, LifecycleError> {
+        let now = self.clock.now_unix_ms();
+        let (train, holdout) = self.step(run_id, "loading", || {
+            let all = self.data()?;
+            let upto = rebuild(&all, |_, t| (t <= now).then_some(t))?;
+            let upto = match self.config.training_window {
+                Some(n) if upto.len() > n => {
+                    let start = upto.len() - n;
+                    rebuild(&upto, |i, t| (i >= start).then_some(t))?
+                }
+                _ => upto,
+            };
+            let (train, holdout) = upto.split_by_time(self.config.holdout_fraction);
+            let detail = serde_json::json!({
+                "rows": upto.len(),
+                "train_rows": train.len(),
+                "holdout_rows": holdout.len(),
+                "range": upto.range(),
+                "skipped": all.skipped(),
+            });
+            Ok(((train, holdout), detail))
+        })?;
+
+        let output_dir = self.config.artifacts.clone();
+        let trained: TrainedModel = self.step(run_id, "training", || {
+            let job = TrainingJob {
+                model_name: self.config.model.clone(),
+                run_id,
+                data: &train,
+                features: self.config.features.clone(),
+                label: self.label_spec(),
+                output_dir: output_dir.clone(),
+            };
+            let mut progress = |p: super::train::TrainProgress| {
+                tracing::info!(
+                    "run {run_id} training: {}",
+                    serde_json::to_string(&p).unwrap_or_default()
+                );
+            };
+            let trained = self
+                .trainer
+                .train(&job, &mut progress)
+                .map_err(|e| e.to_string())?;
+            let detail = serde_json::json!({
+                "artifact": trained.artifact_path,
+                "sha256": trained.sha256,
+                "log": trained.log,
+                "training": trained.artifact.training,
+                "trained_by": trained.artifact.trained_by,
+            });
+            Ok((trained, detail))
+        })?;
+
+        let record = self.step(run_id, "registering", || {
+            let profile = reference_profile(&train);
+            let bytes = postcard::to_stdvec(&profile).map_err(|e| e.to_string())?;
+            let new = NewModel {
+                name: self.config.model.clone(),
+                artifact: trained.artifact_path.display().to_string(),
+                sha256: trained.sha256.clone(),
+                trained_from_ms: Some(trained.artifact.training.from_ms),
+                trained_to_ms: Some(trained.artifact.training.to_ms),
+                metrics: serde_json::json!({
+                    "offline": trained.artifact.metrics,
+                    "lineage": {"run_id": run_id, "trigger": kind.as_str()},
+                }),
+                reference_profile: Some(bytes),
+            };
+            let record = self.store.register_model(&new).map_err(|e| e.to_string())?;
+            let detail =
+                serde_json::json!({"version": record.version, "reference": record.reference});
+            Ok((record, detail))
+        })?;
+
+        let production = self.store.alias(&self.config.model, "production")?;
+        let primary = self.config.primary();
+        let evaluation: EvaluationReport = self.step(run_id, "evaluating", || {
+            let artifact = match &production {
+                Some(p) => Some(
+                    ModelArtifact::load(Path::new(&p.artifact))
+                        .map_err(|e| format!("cannot load production {}: {e}", p.reference))?,
+                ),
+                None => None,
+            };
+            let report =
+                EvaluationReport::evaluate(&trained.artifact, artifact.as_ref(), &holdout, primary)
+                    .map_err(|e| e.to_string())?;
+            let detail = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            Ok((report, detail))
+        })?;
+
+        let (decision, reason) = decide(
+            &evaluation,
+            self.config.min_improvement,
+            &self.config.guardrails,
+        );
+        self.step(run_id, "deciding", || {
+            Ok((
+                (),
+                serde_json::json!({"decision": decision, "reason": reason, "candidate": record.reference}),
+            ))
+        })?;
+        let version = record.version;
+        match decision {
+            PolicyDecision::Approve => {
+                self.promote(run_id, version, "sidecar", &reason, Some(&evaluation))?;
+                Ok(RunOutcome {
+                    run_id,
+                    state: "succeeded".into(),
+                    candidate: Some(version),
+                    evaluation: Some(evaluation),
+                    reason,
+                })
+            }
+            PolicyDecision::Reject => {
+                let evidence = serde_json::to_value(&evaluation).unwrap_or_default();
+                self.control.decide(|_| {
+                    Ok::<_, LifecycleError>(DecisionCommit {
+                        actor: "sidecar".into(),
+                        reason: reason.clone(),
+                        kind: "run.reject".into(),
+                        subject: record.reference.clone(),
+                        detail: serde_json::json!({"run_id": run_id, "evaluation": evidence}),
+                        aliases: Vec::new(),
+                        control: None,
+                        run: Some((
+                            run_id,
+                            "rejected".into(),
+                            serde_json::json!({"reason": reason}),
+                        )),
+                    })
+                })?;
+                self.notify(
+                    NotificationKind::RunFinished,
+                    format!("{} rejected", record.reference),
+                    reason.clone(),
+                    serde_json::json!({"run_id": run_id, "evaluation": evidence}),
+                );
+                Ok(RunOutcome {
+                    run_id,
+                    state: "rejected".into(),
+                    candidate: Some(version),
+                    evaluation: Some(evaluation),
+                    reason,
+                })
+            }
+            PolicyDecision::Review => {
+                let evidence = serde_json::to_value(&evaluation).unwrap_or_default();
+                self.store.finish_run(
+                    run_id,
+                    "pending_review",
+                    serde_json::json!({"candidate": version, "reason": reason, "evaluation": evidence}),
+                )?;
+                self.audit(
+                    "run.pending_review",
+                    &record.reference,
+                    serde_json::json!({"run_id": run_id, "reason": reason, "evaluation": evidence}),
+                );
+                self.notify(
+                    NotificationKind::ReviewNeeded,
+                    format!("{} waits for review (run {run_id})", record.reference),
+                    format!("{reason}\nApprove: modelgate approve {run_id} --reason ...\nReject: modelgate reject {run_id} --reason ..."),
+                    serde_json::json!({"run_id": run_id, "evaluation": evidence}),
+                );
+                Ok(RunOutcome {
+                    run_id,
+                    state: "pending_review".into(),
+                    candidate: Some(version),
+                    evaluation: Some(evaluation),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Notifies, waits the grace period, then promotes `version` in one transaction.
+    fn promote(
+        &self,
+        run_id: i64,
+        version: u32,
+        actor: &str,
+        reason: &str,
+        evaluation: Option<&EvaluationReport>,
+    ) -> Result<(), LifecycleError> {
+        let model = self.config.model.clone();
+        let reference = format!("{model}@{version}");
+        let record = self
+            .store
+            .model(&model, version)?
+            .ok_or_else(|| LifecycleError::Refused(format!("{reference} is not registered")))?;
+        let old = self.store.alias(&model, "production")?;
+        let grace = self.notifier.grace_period();
+        self.step(run_id, "notifying", || {
+            self.notify(
+                NotificationKind::ModelUpdate,
+                format!(
+                    "{reference} will replace {} in {}s",
+                    old.as_ref().map_or("nothing", |o| o.reference.as_str()),
+                    grace.as_secs()
+                ),
+                format!("{reason}\nDecided by {actor} in run {run_id}."),
+                serde_json::json!({
+                    "run_id": run_id,
+                    "from": old.as_ref().map(|o| o.reference.clone()),
+                    "to": reference,
+                    "evaluation": evaluation,
+                    "grace_period_s": grace.as_secs(),
+                }),
+            );
+            // The grace period is a real wait: administrators may intervene before it ends.
+            if !grace.is_zero() {
+                std::thread::sleep(grace);
+            }
+            Ok(((), serde_json::json!({"grace_period_s": grace.as_secs()})))
+        })?;
+        let step_id = self
+            .store
+            .add_step(run_id, "promoting", serde_json::json!({}))?;
+        let committed = self.control.decide(|current| {
+            let control = self.control_serving(current, &reference, &record.artifact)?;
+            let mut aliases = vec![AliasMove {
+                name: model.clone(),
+                alias: "production".into(),
+                version,
+            }];
+            if let Some(old) = &old
+                && old.version != version
+            {
+                aliases.push(AliasMove {
+                    name: model.clone(),
+                    alias: "previous".into(),
+                    version: old.version,
+                });
+            }
+            Ok::<_, LifecycleError>(DecisionCommit {
+                actor: actor.into(),
+                reason: reason.into(),
+                kind: "model.promote".into(),
+                subject: reference.clone(),
+                detail: serde_json::json!({
+                    "run_id": run_id,
+                    "from": old.as_ref().map(|o| o.reference.clone()),
+                    "to": reference,
+                    "improvement": evaluation.and_then(|e| e.comparison.map(|c| c.improvement)),
+                    "evaluation": evaluation,
+                }),
+                aliases,
+                control: Some(control),
+                run: Some((
+                    run_id,
+                    "succeeded".into(),
+                    serde_json::json!({"promoted": reference, "reason": reason}),
+                )),
+            })
+        });
+        match committed {
+            Ok(_) => {
+                let _ = self.store.finish_step(
+                    step_id,
+                    "succeeded",
+                    serde_json::json!({"production": reference}),
+                );
+            }
+            Err(e) => {
+                let _ = self.store.finish_step(
+                    step_id,
+                    "failed",
+                    serde_json::json!({"error": e.to_string()}),
+                );
+                return Err(LifecycleError::StepFailed {
+                    run_id,
+                    step: "promoting".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        tracing::info!("run {run_id}: {reference} is production");
+        self.notify(
+            NotificationKind::Promotion,
+            format!("{reference} is production"),
+            format!("{reason}\nAgents swap models at their next control poll."),
+            serde_json::json!({"run_id": run_id, "from": old.map(|o| o.reference), "to": reference}),
+        );
+        Ok(())
+    }
+
+    /// The current control document with the production variant serving `reference`.
+    fn control_serving(
+        &self,
+        current: &Control,
+        reference: &str,
+        artifact: &str,
+    ) -> Result<Control, LifecycleError> {
+        let mut experiments = current.experiments.clone();
+        let experiment = experiments
+            .experiments
+            .iter_mut()
+            .find(|e| e.name == self.config.experiment)
+            .ok_or_else(|| {
+                LifecycleError::Refused(format!(
+                    "the control document has no experiment `{}`",
+                    self.config.experiment
+                ))
+            })?;
+        let variant = experiment
+            .variants
+            .iter_mut()
+            .find(|v| v.name == self.config.production_variant)
+            .ok_or_else(|| {
+                LifecycleError::Refused(format!(
+                    "experiment `{}` has no variant `{}`",
+                    self.config.experiment, self.config.production_variant
+                ))
+            })?;
+        variant.model = Some(reference.to_owned());
+        let mut models = current.models.clone();
+        models.insert(
+            format!(
+                "{}/{}",
+                self.config.experiment, self.config.production_variant
+            ),
+            ModelAssignment {
+                reference: reference.to_owned(),
+                location: Some(artifact.to_owned()),
+            },
+        );
+        super::control::validate(&experiments, &models).map_err(LifecycleError::Refused)?;
+        Ok(super::control::make_control(experiments, models))
+    }
+
+    fn pending_run(&self, run_id: i64) -> Result<(RunRecord, u32), LifecycleError> {
+        let run = self
+            .store
+            .run(run_id)?
+            .ok_or_else(|| LifecycleError::Refused(format!("no pipeline run {run_id}")))?;
+        if run.state != "pending_review" {
+            return Err(LifecycleError::Refused(format!(
+                "run {run_id} is {}, not pending_review",
+                run.state
+            )));
+        }
+        let version = run
+            .outcome
+            .as_ref()
+            .and_then(|o| o.get("candidate"))
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| {
+                LifecycleError::Refused(format!("run {run_id} names no candidate version"))
+            })?;
+        Ok((run, version))
+    }
+
+    /// Approves a run waiting for review: the candidate is promoted.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Refused`] for an unknown run, one not pending review, or an empty
+    /// reason.
+    pub fn approve(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
+        if reason.trim().is_empty() {
+            return Err(LifecycleError::Refused("a reason is required".into()));
+        }
+        let _guard = lock(&self.running);
+        let (run, version) = self.pending_run(run_id)?;
+        self.store.add_step(
+            run_id,
+            "approved",
+            serde_json::json!({"actor": actor, "reason": reason}),
+        )?;
+        self.audit(
+            "run.approve",
+            &format!("{}@{version}", self.config.model),
+            serde_json::json!({"run_id": run_id, "actor": actor, "reason": reason}),
+        );
+        let evaluation: Option<EvaluationReport> = run
+            .outcome
+            .as_ref()
+            .and_then(|o| o.get("evaluation"))
+            .and_then(|e| serde_json::from_value(e.clone()).ok());
+        self.promote(
+            run_id,
+            version,
+            actor,
+            &format!("approved by {actor}: {reason}"),
+            evaluation.as_ref(),
+        )
+    }
+
+    /// Rejects a run waiting for review.
+    ///
+    /// # Errors
+    /// As [`Lifecycle::approve`].
+    pub fn reject(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
+        if reason.trim().is_empty() {
+            return Err(LifecycleError::Refused("a reason is required".into()));
+        }
+        let _guard = lock(&self.running);
+        let (_, version) = self.pending_run(run_id)?;
+        let reference = format!("{}@{version}", self.config.model);
+        self.control.decide(|_| {
+            Ok::<_, LifecycleError>(DecisionCommit {
+                actor: actor.into(),
+                reason: reason.into(),
+                kind: "run.reject".into(),
+                subject: reference.clone(),
+                detail: serde_json::json!({"run_id": run_id, "actor": actor}),
+                aliases: Vec::new(),
+                control: None,
+                run: Some((
+                    run_id,
+                    "rejected".into(),
+                    serde_json::json!({"rejected_by": actor, "reason": reason}),
+                )),
+            })
+        })?;
+        self.notify(
+            NotificationKind::RunFinished,
+            format!("{reference} rejected by {actor}"),
+            reason.into(),
+            serde_json::json!({"run_id": run_id}),
+        );
+        Ok(())
+    }
+
+    /// Restores `to` (default: the `previous` alias) as production at once, through the
+    /// control plane. Returns the version now in production.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Refused`] when there is no production or no version to go back to.
+    pub fn rollback(
+        &self,
+        to: Option<u32>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<u32, LifecycleError> {
+        if reason.trim().is_empty() {
+            return Err(LifecycleError::Refused("a reason is required".into()));
+        }
+        let model = self.config.model.clone();
+        let current = self
+            .store
+            .alias(&model, "production")?
+            .ok_or_else(|| LifecycleError::Refused(format!("{model} has no production version")))?;
+        let target = match to {
+            Some(v) => self
+                .store
+                .model(&model, v)?
+                .ok_or_else(|| LifecycleError::Refused(format!("{model}@{v} is not registered")))?,
+            None => self.store.alias(&model, "previous")?.ok_or_else(|| {
+                LifecycleError::Refused(format!("{model} has no previous version to roll back to"))
+            })?,
+        };
+        if target.version == current.version {
+            return Err(LifecycleError::Refused(format!(
+                "{} is already production",
+                target.reference
+            )));
+        }
+        self.notify(
+            NotificationKind::ModelUpdate,
+            format!(
+                "rollback: {} will replace {}",
+                target.reference, current.reference
+            ),
+            format!("{reason}\nRequested by {actor}; takes effect now."),
+            serde_json::json!({"from": current.reference, "to": target.reference}),
+        );
+        self.control.decide(|doc| {
+            let control = self.control_serving(doc, &target.reference, &target.artifact)?;
+            Ok::<_, LifecycleError>(DecisionCommit {
+                actor: actor.into(),
+                reason: reason.into(),
+                kind: "model.rollback".into(),
+                subject: target.reference.clone(),
+                detail: serde_json::json!({"from": current.reference, "to": target.reference}),
+                aliases: vec![
+                    AliasMove {
+                        name: model.clone(),
+                        alias: "production".into(),
+                        version: target.version,
+                    },
+                    AliasMove {
+                        name: model.clone(),
+                        alias: "previous".into(),
+                        version: current.version,
+                    },
+                ],
+                control: Some(control),
+                run: None,
+            })
+        })?;
+        self.notify(
+            NotificationKind::Rollback,
+            format!("rolled back to {}", target.reference),
+            format!("{reason}\nRequested by {actor}."),
+            serde_json::json!({"from": current.reference, "to": target.reference}),
+        );
+        Ok(target.version)
+    }
+}
+
+/// Profiles every feature of the training rows: the reference drift is measured against.
+#[must_use]
+pub fn reference_profile(data: &TrainingData) -> Vec<(String, FeatureProfile)> {
+    let mut profiles: Vec<(String, FeatureProfile)> = data
+        .features()
+        .iter()
+        .map(|f| (f.clone(), FeatureProfile::numeric()))
+        .collect();
+    for row in data.rows() {
+        for (value, (_, profile)) in row.iter().zip(profiles.iter_mut()) {
+            profile.update_number(*value);
+        }
+    }
+    profiles
+}
+
+/// A copy of `data` keeping row `i` with timestamp `keep(i, t)` when it is `Some`.
+fn rebuild(
+    data: &TrainingData,
+    keep: impl Fn(usize, i64) -> Option<i64>,
+) -> Result<TrainingData, String> {
+    let mut rows = Vec::new();
+    let mut labels = Vec::new();
+    let mut timestamps = Vec::new();
+    for (i, ((row, label), t)) in data
+        .rows()
+        .zip(data.labels())
+        .zip(data.timestamps())
+        .enumerate()
+    {
+        if let Some(t) = keep(i, *t) {
+            rows.push(row.to_vec());
+            labels.push(*label);
+            timestamps.push(t);
+        }
+    }
+    TrainingData::new(
+        data.features().to_vec(),
+        data.label().clone(),
+        rows,
+        labels,
+        timestamps,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Resolves a path relative to the config file's directory.
+#[must_use]
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}

@@ -1,0 +1,673 @@
+//! The model lifecycle end to end on real data (Elec2, `data/`), with a real SQLite file, a
+//! manual clock and real notifications (log fallback, and an SMTP port nobody listens on).
+//!
+//! Elec2 rows are half an hour apart; the lifecycle maps the `t` column to Unix ms with
+//! `timestamp_unit_ms = 1800000`, so "now" on the manual clock decides which rows exist.
+//! Candidates differ by the features their trainer may use: a one-feature model is much
+//! weaker than the full model, which makes "better" and "worse" real, not scripted.
+#![cfg(feature = "sidecar")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use modelgate::agent::{Agent, Feature, FeatureKind, FeatureValue};
+use modelgate::route::{Clock, ManualClock, RouterConfig};
+use modelgate::sidecar::control::ControlPlane;
+use modelgate::sidecar::lifecycle::config::LifecycleConfig;
+use modelgate::sidecar::lifecycle::triggers::TriggerKind;
+use modelgate::sidecar::lifecycle::{Lifecycle, LifecycleError};
+use modelgate::sidecar::notify::{Channel, NotificationKind, Notifier, NotifyConfig};
+use modelgate::sidecar::store::{AuditFilter, Durability, Store};
+use modelgate::sidecar::train::{
+    LinfaTrainer, TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob,
+};
+use modelgate::wire::Report;
+
+const HALF_HOUR_MS: i64 = 1_800_000;
+const FEATURES: [&str; 5] = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"];
+
+const EXPERIMENTS: &str = r#"
+[[experiments]]
+name = "elec"
+strategy = "immediate"
+target = "production"
+[[experiments.variants]]
+name = "production"
+[[experiments.variants]]
+name = "candidate"
+"#;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "modelgate-lifecycle-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn data_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv")
+}
+
+/// A trainer whose feature set the test changes between runs (a weak model uses one
+/// feature), or that fails on demand.
+#[derive(Clone)]
+struct Steerable {
+    features: Arc<Mutex<Vec<String>>>,
+    fail: Arc<Mutex<bool>>,
+}
+
+impl Steerable {
+    fn new() -> Self {
+        Steerable {
+            features: Arc::new(Mutex::new(FEATURES.iter().map(|f| f.to_string()).collect())),
+            fail: Arc::new(Mutex::new(false)),
+        }
+    }
+    fn use_features(&self, features: &[&str]) {
+        *self.features.lock().unwrap() = features.iter().map(|f| f.to_string()).collect();
+    }
+}
+
+impl Trainer for Steerable {
+    fn train(
+        &self,
+        job: &TrainingJob<'_>,
+        progress: &mut dyn FnMut(TrainProgress),
+    ) -> Result<TrainedModel, TrainError> {
+        if *self.fail.lock().unwrap() {
+            return Err(TrainError::Config("this trainer fails on purpose".into()));
+        }
+        let mut job = job.clone();
+        job.features = self.features.lock().unwrap().clone();
+        LinfaTrainer::default().train(&job, progress)
+    }
+}
+
+struct Setup {
+    _dir: TempDir,
+    store: Arc<Store>,
+    control: Arc<ControlPlane>,
+    clock: Arc<ManualClock>,
+    trainer: Steerable,
+    lifecycle: Lifecycle,
+    database: PathBuf,
+    config: LifecycleConfig,
+}
+
+fn config(dir: &Path, extra: &str) -> LifecycleConfig {
+    let text = format!(
+        r#"
+model = "elec"
+experiment = "elec"
+data = "{}"
+timestamp_column = "t"
+timestamp_unit_ms = {HALF_HOUR_MS}
+features = {features:?}
+label = "label"
+holdout_fraction = 0.2
+training_window = 6000
+artifacts = "{}"
+{extra}
+"#,
+        data_path().display(),
+        dir.join("models").display(),
+        features = FEATURES,
+    );
+    toml::from_str(&text).unwrap()
+}
+
+fn setup(name: &str, extra: &str, notify: NotifyConfig) -> Setup {
+    let dir = TempDir::new(name);
+    let database = dir.0.join("modelgate.db");
+    // Row 8000 of Elec2 is "now" at the start.
+    let clock = Arc::new(ManualClock::new(8000 * HALF_HOUR_MS));
+    let store =
+        Arc::new(Store::open_with_clock(&database, Durability::Normal, clock.clone()).unwrap());
+    let control = Arc::new(
+        ControlPlane::open(
+            store.clone(),
+            &RouterConfig::from_toml(EXPERIMENTS).unwrap(),
+        )
+        .unwrap(),
+    );
+    let mut config = config(&dir.0, extra);
+    config.notify = notify.clone();
+    let trainer = Steerable::new();
+    let lifecycle = Lifecycle::new(
+        config.clone(),
+        store.clone(),
+        control.clone(),
+        Notifier::new(notify).unwrap(),
+        clock.clone(),
+    )
+    .unwrap()
+    .with_trainer(Box::new(trainer.clone()));
+    Setup {
+        _dir: dir,
+        store,
+        control,
+        clock,
+        trainer,
+        lifecycle,
+        database,
+        config,
+    }
+}
+
+const NO_TRIGGERS: &str = r#"
+[triggers]
+schedule = ""
+drift = false
+"#;
+
+fn production(s: &Setup) -> Option<u32> {
+    s.store
+        .alias("elec", "production")
+        .unwrap()
+        .map(|m| m.version)
+}
+
+fn served_model(s: &Setup) -> Option<String> {
+    let doc = s.control.current();
+    doc.control.experiments.experiments[0].variants[0]
+        .model
+        .clone()
+}
+
+fn delivered(s: &Setup, kind: NotificationKind) -> usize {
+    assert!(s.lifecycle.notifier().wait_idle(Duration::from_secs(30)));
+    s.lifecycle
+        .notifier()
+        .deliveries()
+        .iter()
+        .filter(|d| d.kind == kind)
+        .count()
+}
+
+/// Trains the first model (weak: one feature, the NSW demand) through the initial trigger.
+fn first_model(s: &Setup) {
+    s.trainer.use_features(&["nswdemand"]);
+    let outcome = s
+        .lifecycle
+        .tick()
+        .unwrap()
+        .expect("the initial trigger fires");
+    assert_eq!(outcome.state, "succeeded", "{outcome:?}");
+    assert_eq!(production(s), Some(1));
+    assert_eq!(served_model(s).as_deref(), Some("elec@1"));
+}
+
+#[test]
+fn a_better_candidate_is_approved_and_promoted() {
+    let s = setup("approve", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({"reason": "test"}))
+        .unwrap();
+    let comparison = outcome
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.comparison)
+        .expect("compared with production");
+    assert!(comparison.improvement >= 0.05, "{comparison:?}");
+    assert_eq!(outcome.state, "succeeded", "{outcome:?}");
+    assert_eq!(production(&s), Some(2));
+    assert_eq!(
+        s.store
+            .alias("elec", "previous")
+            .unwrap()
+            .map(|m| m.version),
+        Some(1)
+    );
+    // The agents' control document now serves elec@2, with the artifact's location.
+    assert_eq!(served_model(&s).as_deref(), Some("elec@2"));
+    let doc = s.control.current();
+    let assignment = &doc.control.models["elec/production"];
+    assert_eq!(assignment.reference, "elec@2");
+    assert!(Path::new(assignment.location.as_deref().unwrap()).exists());
+    // The run's steps, the audit rows and the notifications.
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    let steps: Vec<&str> = run.steps.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "loading",
+            "training",
+            "registering",
+            "evaluating",
+            "deciding",
+            "notifying",
+            "promoting"
+        ]
+    );
+    assert!(run.steps.iter().all(|x| x.state == "succeeded"), "{run:?}");
+    let promotions = s
+        .store
+        .audit_log(&AuditFilter {
+            kind: Some("model.promote".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(promotions.len(), 2);
+    assert_eq!(promotions[0].subject, "elec@2");
+    assert!(promotions[0].detail["improvement"].as_f64().unwrap() >= 0.05);
+    assert_eq!(delivered(&s, NotificationKind::ModelUpdate), 2);
+    assert_eq!(delivered(&s, NotificationKind::Promotion), 2);
+    // Every delivery went to the log: no channel is configured.
+    assert!(
+        s.lifecycle
+            .notifier()
+            .deliveries()
+            .iter()
+            .all(|d| d.channel == Channel::Log && d.ok)
+    );
+    // The registry keeps lineage, data range and hash.
+    let v2 = s.store.model("elec", 2).unwrap().unwrap();
+    assert_eq!(v2.metrics["lineage"]["run_id"], outcome.run_id);
+    assert_eq!(v2.metrics["lineage"]["trigger"], "manual");
+    assert_eq!(v2.sha256.len(), 64);
+    assert!(v2.trained_to_ms.unwrap() <= 8000 * HALF_HOUR_MS);
+}
+
+#[test]
+fn a_small_improvement_waits_for_review_then_is_approved() {
+    let s = setup(
+        "review-approve",
+        &format!("min_improvement = 10.0\n{NO_TRIGGERS}"),
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "pending_review", "{outcome:?}");
+    assert_eq!(production(&s), Some(1), "production waits for the review");
+    assert_eq!(delivered(&s, NotificationKind::ReviewNeeded), 1);
+    assert!(matches!(
+        s.lifecycle.approve(outcome.run_id, "alice", " "),
+        Err(LifecycleError::Refused(_))
+    ));
+    s.lifecycle
+        .approve(outcome.run_id, "alice", "better enough for now")
+        .unwrap();
+    assert_eq!(production(&s), Some(2));
+    assert_eq!(served_model(&s).as_deref(), Some("elec@2"));
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    assert_eq!(run.state, "succeeded");
+    let approvals = s
+        .store
+        .audit_log(&AuditFilter {
+            kind: Some("run.approve".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(approvals[0].detail["actor"], "alice");
+    assert_eq!(approvals[0].detail["reason"], "better enough for now");
+    // A decided run cannot be decided again.
+    assert!(
+        s.lifecycle
+            .reject(outcome.run_id, "bob", "too late")
+            .is_err()
+    );
+}
+
+#[test]
+fn a_small_improvement_waits_for_review_then_is_rejected() {
+    let s = setup(
+        "review-reject",
+        &format!("min_improvement = 10.0\n{NO_TRIGGERS}"),
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "pending_review");
+    s.lifecycle
+        .reject(outcome.run_id, "bob", "not convinced")
+        .unwrap();
+    assert_eq!(production(&s), Some(1));
+    assert_eq!(served_model(&s).as_deref(), Some("elec@1"));
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    assert_eq!(run.state, "rejected");
+    let rejections = s
+        .store
+        .audit_log(&AuditFilter {
+            kind: Some("run.reject".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rejections[0].actor, "bob");
+    assert_eq!(rejections[0].detail["reason"], "not convinced");
+}
+
+#[test]
+fn a_worse_candidate_is_rejected_automatically_and_rollback_restores() {
+    let s = setup("reject-rollback", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let better = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(better.state, "succeeded");
+    // A one-feature model against the full one: worse, rejected with its evidence.
+    s.trainer.use_features(&["nswdemand"]);
+    let worse = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(worse.state, "rejected", "{worse:?}");
+    let comparison = worse.evaluation.as_ref().unwrap().comparison.unwrap();
+    assert!(comparison.improvement < 0.0);
+    assert_eq!(production(&s), Some(2));
+    let run = s.store.run(worse.run_id).unwrap().unwrap();
+    assert!(
+        run.outcome.unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("worse")
+    );
+
+    // Rollback to the previous version, at once, through the control plane.
+    let version = s
+        .lifecycle
+        .rollback(None, "carol", "v2 misbehaves")
+        .unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(production(&s), Some(1));
+    assert_eq!(served_model(&s).as_deref(), Some("elec@1"));
+    assert_eq!(
+        s.store
+            .alias("elec", "previous")
+            .unwrap()
+            .map(|m| m.version),
+        Some(2)
+    );
+    let history = s.store.alias_history("elec").unwrap();
+    assert_eq!(history[0].actor, "carol");
+    assert_eq!(delivered(&s, NotificationKind::Rollback), 1);
+    // And back again with --to.
+    assert_eq!(s.lifecycle.rollback(Some(2), "carol", "fixed").unwrap(), 2);
+    assert!(s.lifecycle.rollback(Some(2), "carol", "again").is_err());
+    assert!(s.lifecycle.rollback(Some(99), "carol", "nope").is_err());
+}
+
+#[test]
+fn the_schedule_fires_on_the_fake_clock() {
+    let s = setup(
+        "schedule",
+        "[triggers]\nschedule = \"0 0 1 * *\"\ndrift = false\nvolume = 1000000",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    // 8000 half hours after the epoch is 1970-06-16; the next monthly run is July 1st.
+    let july_1 = 181 * 24 * 3_600_000;
+    s.clock.set(july_1 - 1);
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    s.clock.set(july_1);
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1);
+    assert_eq!(firings[0].kind, TriggerKind::Schedule);
+    assert_eq!(firings[0].evidence["scheduled_ms"], july_1);
+    assert!(
+        s.lifecycle.check_triggers().unwrap().is_empty(),
+        "once per occurrence"
+    );
+    let audit = s
+        .store
+        .audit_log(&AuditFilter {
+            kind: Some("trigger.schedule".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+}
+
+#[test]
+fn volume_fires_past_1000_new_records_not_at_1000() {
+    let s = setup(
+        "volume",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 1000",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    let trained_to = s
+        .store
+        .model("elec", 1)
+        .unwrap()
+        .unwrap()
+        .trained_to_ms
+        .unwrap();
+    // Rows are one per half hour: exactly 1000 new rows, then 1001.
+    s.clock.set(trained_to + 1000 * HALF_HOUR_MS);
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    s.clock.set(trained_to + 1001 * HALF_HOUR_MS);
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Volume);
+    assert_eq!(firings[0].evidence["new_records"], 1001);
+    // The tick runs the pipeline on it; a second tick during nothing new does not.
+    let outcome = s.lifecycle.tick().unwrap().expect("runs");
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    assert_eq!(run.trigger, "volume");
+}
+
+/// Ships every `step`-th Elec2 row of `[from, to)` as an agent on the lifecycle's clock
+/// would.
+fn ship_rows(s: &Setup, from: usize, to: usize, step: usize) {
+    let text = std::fs::read_to_string(data_path()).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let columns: Vec<usize> = FEATURES
+        .iter()
+        .map(|f| header.iter().position(|h| h == f).unwrap())
+        .collect();
+    let agent = Agent::<u8>::builder()
+        .experiments_toml(EXPERIMENTS)
+        .unwrap()
+        .features(
+            FEATURES
+                .iter()
+                .map(|f| Feature {
+                    name: f.to_string(),
+                    kind: FeatureKind::Numeric,
+                })
+                .collect(),
+        )
+        .clock(s.clock.clone())
+        .build()
+        .unwrap();
+    let elec = agent.experiment("elec").unwrap();
+    let mut row = vec![FeatureValue::Missing; FEATURES.len()];
+    for (i, line) in lines.enumerate().skip(from).take(to - from).step_by(step) {
+        let fields: Vec<&str> = line.split(',').collect();
+        for (slot, &c) in row.iter_mut().zip(&columns) {
+            *slot = FeatureValue::Number(fields[c].parse().unwrap());
+        }
+        let decision = agent.route(elec, &format!("row-{i}"));
+        agent.record_features(&decision, &row);
+    }
+    let report = Report::new("agent-1", &format!("rows-{from}-{to}"), agent.snapshot());
+    s.store.ingest(&report, s.clock.now_unix_ms()).unwrap();
+}
+
+#[test]
+fn drift_on_real_data_triggers_retraining_with_evidence() {
+    let s = setup(
+        "drift",
+        "[triggers]\nschedule = \"\"\ndrift = true\nvolume = 1000000\nmin_drift_rows = 500\ndrift_window_s = 86400",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    // Current traffic drawn from the training period itself: no drift.
+    ship_rows(&s, 2000, 6800, 4);
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    // Traffic from a year later: Elec2's Victorian columns and transfer really moved.
+    s.clock.set(s.clock.now_unix_ms() + 2 * 86_400_000);
+    ship_rows(&s, 30_000, 31_000, 1);
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Drift);
+    let features = firings[0].evidence["features"].as_array().unwrap();
+    let drifted: Vec<&serde_json::Value> = features
+        .iter()
+        .filter(|f| f["verdict"] == "drift")
+        .collect();
+    assert!(!drifted.is_empty());
+    for f in &drifted {
+        assert!(f["ks"].as_f64().unwrap() > 0.1, "{f}");
+        assert!(f["ks_error_bound"].as_f64().unwrap() < 0.01, "{f}");
+        assert!(f["psi"].as_f64().is_some());
+    }
+    assert_eq!(delivered(&s, NotificationKind::DriftAlert), 1);
+    // It does not fire again while the drift window has not passed.
+    assert!(s.lifecycle.tick().unwrap().is_some(), "the drift run");
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+}
+
+#[test]
+fn a_failing_trainer_fails_the_run_and_leaves_production() {
+    let s = setup("failing", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    *s.trainer.fail.lock().unwrap() = true;
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "failed");
+    assert!(
+        outcome.reason.contains("fails on purpose"),
+        "{}",
+        outcome.reason
+    );
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    assert_eq!(run.state, "failed");
+    let training = run.steps.iter().find(|x| x.name == "training").unwrap();
+    assert_eq!(training.state, "failed");
+    assert_eq!(production(&s), Some(1));
+    assert_eq!(served_model(&s).as_deref(), Some("elec@1"));
+    assert_eq!(delivered(&s, NotificationKind::RunFailed), 1);
+}
+
+#[test]
+fn an_unreachable_smtp_server_does_not_stop_the_pipeline() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let notify: NotifyConfig = toml::from_str(&format!(
+        r#"
+attempts = 2
+retry_base_ms = 10
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "modelgate@example.com"
+to = ["ops@example.com"]
+timeout_ms = 2000
+"#
+    ))
+    .unwrap();
+    let s = setup("smtp-down", NO_TRIGGERS, notify);
+    first_model(&s);
+    assert!(s.lifecycle.notifier().wait_idle(Duration::from_secs(60)));
+    let deliveries = s.lifecycle.notifier().deliveries();
+    let emails: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d.channel == Channel::Email)
+        .collect();
+    assert!(!emails.is_empty());
+    assert!(
+        emails.iter().all(|d| !d.ok && d.attempts == 2),
+        "{emails:?}"
+    );
+    let updates_logged = deliveries
+        .iter()
+        .filter(|d| d.channel == Channel::Log && d.kind == NotificationKind::ModelUpdate)
+        .count();
+    assert_eq!(updates_logged, 1, "the model update fell back to the log");
+}
+
+#[test]
+fn a_restart_mid_run_marks_the_run_failed_and_changes_nothing() {
+    let s = setup("restart", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    // A run that was training when the sidecar died: the store has it `running`.
+    let run_id = s
+        .store
+        .create_run("manual", serde_json::json!({"reason": "before the crash"}))
+        .unwrap();
+    s.store
+        .add_step(run_id, "training", serde_json::json!({}))
+        .unwrap();
+    // A new lifecycle on the same database (the restarted sidecar).
+    let store =
+        Arc::new(Store::open_with_clock(&s.database, Durability::Normal, s.clock.clone()).unwrap());
+    let control = Arc::new(ControlPlane::open(store.clone(), &RouterConfig::default()).unwrap());
+    let restarted = Lifecycle::new(
+        s.config.clone(),
+        store.clone(),
+        control.clone(),
+        Notifier::new(NotifyConfig::default()).unwrap(),
+        s.clock.clone(),
+    )
+    .unwrap();
+    assert_eq!(restarted.recover().unwrap(), vec![run_id]);
+    let run = store.run(run_id).unwrap().unwrap();
+    assert_eq!(run.state, "failed");
+    assert!(run.steps.iter().all(|x| x.state == "failed"));
+    assert_eq!(
+        store
+            .alias("elec", "production")
+            .unwrap()
+            .map(|m| m.version),
+        Some(1)
+    );
+    assert_eq!(
+        control.current().control.experiments.experiments[0].variants[0]
+            .model
+            .as_deref(),
+        Some("elec@1"),
+        "the control document survived the restart"
+    );
+    assert!(restarted.notifier().wait_idle(Duration::from_secs(10)));
+    assert_eq!(
+        restarted
+            .notifier()
+            .deliveries()
+            .iter()
+            .filter(|d| d.kind == NotificationKind::RunFailed)
+            .count(),
+        1
+    );
+    // Nothing to recover twice.
+    assert!(restarted.recover().unwrap().is_empty());
+}

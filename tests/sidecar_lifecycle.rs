@@ -1,0 +1,263 @@
+//! The lifecycle through the sidecar's admin API and the CLI, with an agent that loads the
+//! trained artifacts through its reporter: retrain, review, approve, rollback, and the hot
+//! swaps that follow, over loopback.
+#![cfg(feature = "sidecar")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use modelgate::agent::Agent;
+use modelgate::artifact::{ArtifactLoader, ModelArtifact};
+use modelgate::reporter::{Reporter, ReporterConfig};
+use modelgate::route::{ManualClock, RouterConfig};
+use modelgate::sidecar::config::SidecarConfig;
+use modelgate::sidecar::server;
+use modelgate::sidecar::store::RunRecord;
+
+const AGENT_TOKEN: &str = "agent-token-lifecycle-0001";
+const ADMIN_TOKEN: &str = "admin-token-lifecycle-0001";
+const HALF_HOUR_MS: i64 = 1_800_000;
+
+const EXPERIMENTS: &str = r#"
+[[experiments]]
+name = "elec"
+strategy = "immediate"
+target = "production"
+[[experiments.variants]]
+name = "production"
+[[experiments.variants]]
+name = "candidate"
+"#;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "modelgate-sidecar-lifecycle-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
+}
+
+fn post(url: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("{url}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap_or_default())
+}
+
+fn runs(url: &str) -> Vec<RunRecord> {
+    #[derive(serde::Deserialize)]
+    struct Runs {
+        runs: Vec<RunRecord>,
+    }
+    client()
+        .get(format!("{url}/v1/runs"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json::<Runs>()
+        .unwrap()
+        .runs
+}
+
+/// Waits until run `n` (1-based) exists and has left `running`.
+fn wait_run(url: &str, n: usize) -> RunRecord {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let all = runs(url);
+        if all.len() >= n {
+            let run = all.iter().find(|r| r.id == n as i64).unwrap().clone();
+            if run.state != "running" {
+                return run;
+            }
+        }
+        assert!(Instant::now() < deadline, "run {n} did not finish: {all:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(args)
+        .args(["--url", url])
+        .env("MODELGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn served_version(agent: &Agent<ModelArtifact>) -> Option<String> {
+    let elec = agent.experiment("elec").unwrap();
+    agent
+        .route(elec, "someone")
+        .model_version()
+        .map(str::to_owned)
+}
+
+#[test]
+fn retrain_review_approve_rollback_over_http_and_cli() {
+    let dir = TempDir::new("flow");
+    let clock = Arc::new(ManualClock::new(8000 * HALF_HOUR_MS));
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
+    let mut config =
+        SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.experiments = RouterConfig::from_toml(EXPERIMENTS).unwrap();
+    config.clock = clock.clone();
+    config.lifecycle = Some(
+        toml::from_str(&format!(
+            r#"
+model = "elec"
+experiment = "elec"
+data = "{}"
+timestamp_column = "t"
+timestamp_unit_ms = {HALF_HOUR_MS}
+features = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"]
+label = "label"
+min_improvement = 10.0
+training_window = 6000
+artifacts = "{}"
+[triggers]
+schedule = ""
+drift = false
+volume = 1000000
+check_interval_s = 3600
+"#,
+            data.display(),
+            dir.0.join("models").display()
+        ))
+        .unwrap(),
+    );
+    let sidecar = server::spawn(&config).unwrap();
+    let url = sidecar.url();
+
+    // An agent that loads whatever artifact the control plane names.
+    let agent = Arc::new(
+        Agent::<ModelArtifact>::builder()
+            .experiments_toml(EXPERIMENTS)
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let mut rc = ReporterConfig::new(&url, AGENT_TOKEN);
+    rc.interval = Duration::from_secs(3600);
+    rc.control_interval = Duration::from_secs(3600);
+    let reporter = Reporter::spawn(&agent, rc, Some(Arc::new(ArtifactLoader))).unwrap();
+    reporter.sync_control(Duration::from_secs(10)).unwrap();
+    assert_eq!(served_version(&agent), None, "no model yet");
+
+    // Validation of the admin calls.
+    let (code, _) = post(&url, "/v1/retrain", serde_json::json!({"reason": " "}));
+    assert_eq!(code, 400, "a reason is required");
+    let (code, _) = post(
+        &url,
+        "/v1/runs/99/approve",
+        serde_json::json!({"reason": "x"}),
+    );
+    assert_eq!(code, 409);
+    let r = client()
+        .post(format!("{url}/v1/retrain"))
+        .bearer_auth(AGENT_TOKEN)
+        .json(&serde_json::json!({"reason": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the agent token is not an admin token"
+    );
+
+    // Run 1: no production yet, so the first model is promoted.
+    let (ok, out, err) = cli(&url, &["retrain", "--reason", "first model"]);
+    assert!(ok, "{out}{err}");
+    let first = wait_run(&url, 1);
+    assert_eq!(first.state, "succeeded", "{first:?}");
+    reporter.sync_control(Duration::from_secs(10)).unwrap();
+    assert_eq!(served_version(&agent).as_deref(), Some("elec@1"));
+    // The loaded artifact is the real model: it predicts a probability.
+    let elec = agent.experiment("elec").unwrap();
+    let decision = agent.route(elec, "someone");
+    let p = decision
+        .model()
+        .unwrap()
+        .predict(&[0.05, 0.4, 0.003, 0.42, 0.41])
+        .unwrap();
+    assert!((0.0..=1.0).contains(&p));
+
+    // Run 2 on more data: under the 1000% bar, so it waits for a person.
+    clock.set(9000 * HALF_HOUR_MS);
+    assert_eq!(
+        post(
+            &url,
+            "/v1/retrain",
+            serde_json::json!({"reason": "more data"})
+        )
+        .0,
+        202
+    );
+    let second = wait_run(&url, 2);
+    // (On this data the full model retrained on 1,000 more rows is slightly better, so it
+    // is neither approved nor rejected automatically.)
+    assert_eq!(second.state, "pending_review", "{second:?}");
+    let (ok, listing, _) = cli(&url, &["runs"]);
+    assert!(ok);
+    assert!(listing.contains("pending_review"), "{listing}");
+    assert!(listing.contains("evaluating"), "{listing}");
+    let (ok, out, err) = cli(&url, &["approve", "2", "--reason", "looks right"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(wait_run(&url, 2).state, "succeeded");
+    reporter.sync_control(Duration::from_secs(10)).unwrap();
+    assert_eq!(served_version(&agent).as_deref(), Some("elec@2"));
+    let (ok, _, err) = cli(&url, &["approve", "2", "--reason", "again"]);
+    assert!(!ok && err.contains("409"), "{err}");
+
+    // Rollback through the CLI: agents swap back at their next poll.
+    let (ok, out, err) = cli(&url, &["rollback", "--reason", "v2 misbehaves"]);
+    assert!(ok, "{out}{err}");
+    reporter.sync_control(Duration::from_secs(10)).unwrap();
+    assert_eq!(served_version(&agent).as_deref(), Some("elec@1"));
+
+    // The audit log has every decision, newest first.
+    let audit: serde_json::Value = client()
+        .get(format!("{url}/v1/audit?kind=model"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let kinds: Vec<&str> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[0], "model.rollback", "{kinds:?}");
+    assert!(kinds.contains(&"model.promote"));
+    assert!(kinds.contains(&"model.register"));
+    drop(reporter);
+    drop(agent);
+}
