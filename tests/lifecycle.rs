@@ -177,6 +177,8 @@ const NO_TRIGGERS: &str = r#"
 [triggers]
 schedule = ""
 drift = false
+[rollout]
+strategy = "immediate"
 "#;
 
 fn production(s: &Setup) -> Option<u32> {

@@ -146,6 +146,8 @@ schedule = ""
 drift = false
 volume = 1000000
 check_interval_s = 3600
+[rollout]
+strategy = "immediate"
 "#,
             data.display(),
             dir.0.join("models").display()

@@ -33,6 +33,14 @@
 //!
 //! [lifecycle.notify]                # see `sidecar::notify`
 //! grace_period_s = 0
+//!
+//! [lifecycle.rollout]               # see `lifecycle::rollout`
+//! strategy = "gradual"              # or "ab" (fixed split) or "immediate"
+//! steps = [5, 25, 50, 100]
+//! step_duration_s = 600
+//! min_requests = 500
+//! max_error_rate_increase = 0.02
+//! max_latency_p99_ratio = 1.5
 //! ```
 
 use std::collections::BTreeMap;
@@ -44,6 +52,8 @@ use crate::artifact::LabelKind;
 use crate::drift::Thresholds;
 use crate::sidecar::evaluate::Metric;
 use crate::sidecar::notify::NotifyConfig;
+
+use super::rollout::RolloutConfig;
 
 fn default_production() -> String {
     "production".into()
@@ -125,6 +135,9 @@ pub struct LifecycleConfig {
     /// Who hears about what.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// How an approved candidate reaches traffic.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
 }
 
 fn default_label_kind() -> LabelKind {
@@ -267,6 +280,10 @@ impl LifecycleConfig {
         }
         if let Some(schedule) = self.triggers.schedule.as_deref().filter(|s| !s.is_empty()) {
             super::triggers::parse_cron(schedule)?;
+        }
+        self.rollout.validate()?;
+        if self.production_variant == self.candidate_variant {
+            return Err("lifecycle: production_variant and candidate_variant must differ".into());
         }
         if self.triggers.check_interval_s == 0 {
             return Err("lifecycle.triggers.check_interval_s must be positive".into());

@@ -23,6 +23,7 @@
 //!   A decision is one transaction, so it is never half applied.
 
 pub mod config;
+pub mod rollout;
 pub mod triggers;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use self::config::{LifecycleConfig, TrainerConfig};
+use self::rollout::{RolloutAction, RolloutCheck, RolloutState, RolloutStrategy};
 use self::triggers::{Firing, TriggerKind};
 use super::control::{ControlError, ControlPlane};
 use super::evaluate::{self, EvaluationReport, Metric};
@@ -41,6 +43,7 @@ use super::train::{
     CommandTrainer, CsvSpec, LinfaTrainer, TrainedModel, Trainer, TrainingData, TrainingJob,
 };
 use crate::artifact::{LabelSpec, ModelArtifact};
+use crate::metrics::VariantMetrics;
 use crate::route::Clock;
 use crate::sketch::FeatureProfile;
 use crate::wire::{Control, ModelAssignment};
@@ -199,6 +202,8 @@ pub struct Lifecycle {
     running: Mutex<()>,
     data: Mutex<DataCache>,
     triggers: Mutex<TriggerState>,
+    rollout: Mutex<Option<RolloutState>>,
+    last_check: Mutex<Option<RolloutCheck>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -264,6 +269,8 @@ impl Lifecycle {
             triggers: Mutex::new(TriggerState {
                 last_schedule_check_ms: now,
             }),
+            rollout: Mutex::new(None),
+            last_check: Mutex::new(None),
         })
     }
 
@@ -319,6 +326,32 @@ impl Lifecycle {
         for run in self.store.active_runs()? {
             if run.state != "running" {
                 continue;
+            }
+            let in_rollout = run
+                .steps
+                .iter()
+                .any(|s| s.name == "rollout" && s.state == "running");
+            if in_rollout
+                && let Some(production) = self.store.alias(&self.config.model, "production")?
+            {
+                // Traffic was split towards the candidate: back to production only.
+                self.control.decide(|current| {
+                    let control = self.control_production_only(
+                        current,
+                        &production.reference,
+                        &production.artifact,
+                    )?;
+                    Ok::<_, LifecycleError>(DecisionCommit {
+                        actor: "sidecar".into(),
+                        reason: "the sidecar restarted during a rollout".into(),
+                        kind: "rollout.rollback".into(),
+                        subject: production.reference.clone(),
+                        detail: serde_json::json!({"run_id": run.id}),
+                        aliases: Vec::new(),
+                        control: Some(control),
+                        run: None,
+                    })
+                })?;
             }
             for step in run.steps.iter().filter(|s| s.state == "running") {
                 let _ = self.store.finish_step(
@@ -601,6 +634,10 @@ impl Lifecycle {
         let Ok(_guard) = self.running.try_lock() else {
             return Ok(None);
         };
+        let rollout = lock(&self.rollout).clone();
+        if let Some(state) = rollout {
+            return self.advance_rollout(state);
+        }
         let firings = self.check_triggers()?;
         let Some(first) = firings.first() else {
             return Ok(None);
@@ -828,9 +865,15 @@ impl Lifecycle {
         match decision {
             PolicyDecision::Approve => {
                 self.promote(run_id, version, "sidecar", &reason, Some(&evaluation))?;
+                // A rollout keeps the run going until it promotes or rolls back.
+                let state = if self.rollout().is_some() {
+                    "running"
+                } else {
+                    "succeeded"
+                };
                 Ok(RunOutcome {
                     run_id,
-                    state: "succeeded".into(),
+                    state: state.into(),
                     candidate: Some(version),
                     evaluation: Some(evaluation),
                     reason,
@@ -897,22 +940,17 @@ impl Lifecycle {
         }
     }
 
-    /// Notifies, waits the grace period, then promotes `version` in one transaction.
-    fn promote(
+    /// The "model update" notification, then the grace period (a real wait: administrators
+    /// may intervene before it ends), as the run's `notifying` step.
+    fn notify_update(
         &self,
         run_id: i64,
-        version: u32,
+        reference: &str,
         actor: &str,
         reason: &str,
         evaluation: Option<&EvaluationReport>,
     ) -> Result<(), LifecycleError> {
-        let model = self.config.model.clone();
-        let reference = format!("{model}@{version}");
-        let record = self
-            .store
-            .model(&model, version)?
-            .ok_or_else(|| LifecycleError::Refused(format!("{reference} is not registered")))?;
-        let old = self.store.alias(&model, "production")?;
+        let old = self.store.alias(&self.config.model, "production")?;
         let grace = self.notifier.grace_period();
         self.step(run_id, "notifying", || {
             self.notify(
@@ -931,17 +969,68 @@ impl Lifecycle {
                     "grace_period_s": grace.as_secs(),
                 }),
             );
-            // The grace period is a real wait: administrators may intervene before it ends.
             if !grace.is_zero() {
                 std::thread::sleep(grace);
             }
             Ok(((), serde_json::json!({"grace_period_s": grace.as_secs()})))
-        })?;
+        })
+    }
+
+    /// Notifies, waits the grace period, then either promotes `version` at once (first
+    /// model, or `strategy = "immediate"`) or starts its guarded rollout.
+    fn promote(
+        &self,
+        run_id: i64,
+        version: u32,
+        actor: &str,
+        reason: &str,
+        evaluation: Option<&EvaluationReport>,
+    ) -> Result<(), LifecycleError> {
+        let model = self.config.model.clone();
+        let reference = format!("{model}@{version}");
+        let record = self
+            .store
+            .model(&model, version)?
+            .ok_or_else(|| LifecycleError::Refused(format!("{reference} is not registered")))?;
+        let old = self.store.alias(&model, "production")?;
+        let rollout = self.config.rollout.strategy != RolloutStrategy::Immediate
+            && old.as_ref().is_some_and(|o| o.version != version);
+        if rollout {
+            return self.start_rollout(
+                run_id,
+                version,
+                &reference,
+                &record.artifact,
+                actor,
+                reason,
+            );
+        }
+        self.notify_update(run_id, &reference, actor, reason, evaluation)?;
+        self.commit_promotion(run_id, version, actor, reason, evaluation)
+    }
+
+    /// Moves the aliases, serves `version` to everyone and finishes the run, in one
+    /// transaction.
+    fn commit_promotion(
+        &self,
+        run_id: i64,
+        version: u32,
+        actor: &str,
+        reason: &str,
+        evaluation: Option<&EvaluationReport>,
+    ) -> Result<(), LifecycleError> {
+        let model = self.config.model.clone();
+        let reference = format!("{model}@{version}");
+        let record = self
+            .store
+            .model(&model, version)?
+            .ok_or_else(|| LifecycleError::Refused(format!("{reference} is not registered")))?;
+        let old = self.store.alias(&model, "production")?;
         let step_id = self
             .store
             .add_step(run_id, "promoting", serde_json::json!({}))?;
         let committed = self.control.decide(|current| {
-            let control = self.control_serving(current, &reference, &record.artifact)?;
+            let control = self.control_production_only(current, &reference, &record.artifact)?;
             let mut aliases = vec![AliasMove {
                 name: model.clone(),
                 alias: "production".into(),
@@ -1008,36 +1097,58 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// The current control document with the production variant serving `reference`.
-    fn control_serving(
+    fn experiment_of<'a>(
+        &self,
+        experiments: &'a mut crate::route::RouterConfig,
+    ) -> Result<&'a mut crate::route::ExperimentConfig, LifecycleError> {
+        let name = &self.config.experiment;
+        let experiment = experiments
+            .experiments
+            .iter_mut()
+            .find(|e| &e.name == name)
+            .ok_or_else(|| {
+                LifecycleError::Refused(format!("the control document has no experiment `{name}`"))
+            })?;
+        for variant in [
+            &self.config.production_variant,
+            &self.config.candidate_variant,
+        ] {
+            if !experiment.variants.iter().any(|v| &v.name == variant) {
+                return Err(LifecycleError::Refused(format!(
+                    "experiment `{name}` has no variant `{variant}`"
+                )));
+            }
+        }
+        Ok(experiment)
+    }
+
+    /// The current document with everyone on the production variant, serving `reference`.
+    fn control_production_only(
         &self,
         current: &Control,
         reference: &str,
         artifact: &str,
     ) -> Result<Control, LifecycleError> {
         let mut experiments = current.experiments.clone();
-        let experiment = experiments
-            .experiments
-            .iter_mut()
-            .find(|e| e.name == self.config.experiment)
-            .ok_or_else(|| {
-                LifecycleError::Refused(format!(
-                    "the control document has no experiment `{}`",
-                    self.config.experiment
-                ))
-            })?;
-        let variant = experiment
-            .variants
-            .iter_mut()
-            .find(|v| v.name == self.config.production_variant)
-            .ok_or_else(|| {
-                LifecycleError::Refused(format!(
-                    "experiment `{}` has no variant `{}`",
-                    self.config.experiment, self.config.production_variant
-                ))
-            })?;
-        variant.model = Some(reference.to_owned());
+        let experiment = self.experiment_of(&mut experiments)?;
+        experiment.strategy = Some("immediate".into());
+        experiment.target = Some(self.config.production_variant.clone());
+        experiment.percent = None;
+        experiment.candidate = None;
+        experiment.schedule.clear();
+        for variant in &mut experiment.variants {
+            variant.weight = None;
+            if variant.name == self.config.production_variant {
+                variant.model = Some(reference.to_owned());
+            } else if variant.name == self.config.candidate_variant {
+                variant.model = None;
+            }
+        }
         let mut models = current.models.clone();
+        models.remove(&format!(
+            "{}/{}",
+            self.config.experiment, self.config.candidate_variant
+        ));
         models.insert(
             format!(
                 "{}/{}",
@@ -1050,6 +1161,291 @@ impl Lifecycle {
         );
         super::control::validate(&experiments, &models).map_err(LifecycleError::Refused)?;
         Ok(super::control::make_control(experiments, models))
+    }
+
+    /// The current document with `percent` of the traffic on the candidate variant serving
+    /// `reference`.
+    fn control_canary(
+        &self,
+        current: &Control,
+        percent: f64,
+        reference: &str,
+        artifact: &str,
+    ) -> Result<Control, LifecycleError> {
+        let mut experiments = current.experiments.clone();
+        let experiment = self.experiment_of(&mut experiments)?;
+        experiment.strategy = Some("canary".into());
+        experiment.target = None;
+        experiment.percent = Some(percent);
+        experiment.candidate = Some(self.config.candidate_variant.clone());
+        experiment.schedule.clear();
+        for variant in &mut experiment.variants {
+            variant.weight = None;
+            if variant.name == self.config.candidate_variant {
+                variant.model = Some(reference.to_owned());
+            }
+        }
+        let mut models = current.models.clone();
+        models.insert(
+            format!(
+                "{}/{}",
+                self.config.experiment, self.config.candidate_variant
+            ),
+            ModelAssignment {
+                reference: reference.to_owned(),
+                location: Some(artifact.to_owned()),
+            },
+        );
+        super::control::validate(&experiments, &models).map_err(LifecycleError::Refused)?;
+        Ok(super::control::make_control(experiments, models))
+    }
+
+    /// Notifies and sends the candidate its first share of traffic.
+    fn start_rollout(
+        &self,
+        run_id: i64,
+        version: u32,
+        reference: &str,
+        artifact: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), LifecycleError> {
+        let percent = self.config.rollout.steps[0];
+        self.store.add_step(
+            run_id,
+            "rollout",
+            serde_json::json!({"candidate": reference, "steps": self.config.rollout.steps}),
+        )?;
+        self.control.decide(|current| {
+            let control = self.control_canary(current, percent, reference, artifact)?;
+            Ok::<_, LifecycleError>(DecisionCommit {
+                actor: actor.into(),
+                reason: reason.into(),
+                kind: "rollout.start".into(),
+                subject: reference.into(),
+                detail: serde_json::json!({
+                    "run_id": run_id,
+                    "percent": percent,
+                    "strategy": self.config.rollout.strategy,
+                }),
+                aliases: vec![AliasMove {
+                    name: self.config.model.clone(),
+                    alias: "candidate".into(),
+                    version,
+                }],
+                control: Some(control),
+                run: None,
+            })
+        })?;
+        let now = self.clock.now_unix_ms();
+        *lock(&self.rollout) = Some(RolloutState {
+            run_id,
+            version,
+            reference: reference.into(),
+            artifact: artifact.into(),
+            step: 0,
+            step_started_ms: now,
+            started_ms: now,
+            srm_alerted: false,
+        });
+        tracing::info!("run {run_id}: rollout of {reference} starts at {percent}%");
+        self.notify(
+            NotificationKind::ModelUpdate,
+            format!("rollout of {reference} starts at {percent}%"),
+            format!(
+                "{reason}\nThe candidate now serves {percent}% of the traffic; guardrails are watched."
+            ),
+            serde_json::json!({"run_id": run_id, "percent": percent}),
+        );
+        Ok(())
+    }
+
+    /// The rollout in progress, if any.
+    #[must_use]
+    pub fn rollout(&self) -> Option<RolloutState> {
+        lock(&self.rollout).clone()
+    }
+
+    /// The latest rollout check.
+    #[must_use]
+    pub fn last_rollout_check(&self) -> Option<RolloutCheck> {
+        lock(&self.last_check).clone()
+    }
+
+    fn variant_metrics(
+        &self,
+        from: i64,
+        until: i64,
+    ) -> Result<(VariantMetrics, VariantMetrics), LifecycleError> {
+        let totals = self
+            .store
+            .totals(Some(&self.config.experiment), from, until)?;
+        let find = |name: &str| {
+            totals
+                .iter()
+                .find(|t| t.variant == name)
+                .map(|t| t.metrics.clone())
+                .unwrap_or_default()
+        };
+        Ok((
+            find(&self.config.production_variant),
+            find(&self.config.candidate_variant),
+        ))
+    }
+
+    fn advance_rollout(&self, state: RolloutState) -> Result<Option<RunOutcome>, LifecycleError> {
+        let now = self.clock.now_unix_ms();
+        // Whole minutes only: a bucket that started before the step mixes two splits.
+        let minute = super::store::MINUTE_MS;
+        let ceil = |t: i64| (t + minute - 1).div_euclid(minute) * minute;
+        let (step_p, step_c) = self.variant_metrics(ceil(state.step_started_ms), now + 1)?;
+        let (all_p, all_c) = self.variant_metrics(ceil(state.started_ms), now + 1)?;
+        let check = rollout::check(
+            &self.config.rollout,
+            &state,
+            now,
+            &step_p,
+            &step_c,
+            &all_p,
+            &all_c,
+        );
+        *lock(&self.last_check) = Some(check.clone());
+        let detail = serde_json::to_value(&check).unwrap_or_default();
+        match check.action.clone() {
+            RolloutAction::Hold { .. } => Ok(None),
+            RolloutAction::SampleRatioMismatch { p_value } => {
+                if !state.srm_alerted {
+                    self.audit("rollout.srm", &state.reference, detail.clone());
+                    self.notify(
+                        NotificationKind::Other,
+                        format!("sample ratio mismatch in the rollout of {}", state.reference),
+                        format!(
+                            "The observed split does not match the configured {}% (p = {p_value:.2e}): no decision until it does.",
+                            check.percent
+                        ),
+                        detail,
+                    );
+                    if let Some(s) = lock(&self.rollout).as_mut() {
+                        s.srm_alerted = true;
+                    }
+                }
+                Ok(None)
+            }
+            RolloutAction::NextStep { percent } => {
+                self.control.decide(|current| {
+                    let control =
+                        self.control_canary(current, percent, &state.reference, &state.artifact)?;
+                    Ok::<_, LifecycleError>(DecisionCommit {
+                        actor: "sidecar".into(),
+                        reason: format!("the step at {}% passed its guardrails", check.percent),
+                        kind: "rollout.step".into(),
+                        subject: state.reference.clone(),
+                        detail: detail.clone(),
+                        aliases: Vec::new(),
+                        control: Some(control),
+                        run: None,
+                    })
+                })?;
+                if let Some(s) = lock(&self.rollout).as_mut() {
+                    s.step += 1;
+                    s.step_started_ms = now;
+                    s.srm_alerted = false;
+                }
+                tracing::info!("rollout of {}: {percent}%", state.reference);
+                self.notify(
+                    NotificationKind::Other,
+                    format!("rollout of {}: {percent}%", state.reference),
+                    format!("The step at {}% passed its guardrails.", check.percent),
+                    detail,
+                );
+                Ok(None)
+            }
+            RolloutAction::Promote { reason } => {
+                *lock(&self.rollout) = None;
+                self.finish_rollout_step(state.run_id, "succeeded", &detail);
+                self.notify_update(state.run_id, &state.reference, "sidecar", &reason, None)?;
+                self.commit_promotion(state.run_id, state.version, "sidecar", &reason, None)?;
+                Ok(Some(RunOutcome {
+                    run_id: state.run_id,
+                    state: "succeeded".into(),
+                    candidate: Some(state.version),
+                    evaluation: None,
+                    reason,
+                }))
+            }
+            RolloutAction::Rollback { reason } | RolloutAction::Inconclusive { reason } => {
+                let inconclusive = matches!(check.action, RolloutAction::Inconclusive { .. });
+                *lock(&self.rollout) = None;
+                self.finish_rollout_step(state.run_id, "failed", &detail);
+                let production = self
+                    .store
+                    .alias(&self.config.model, "production")?
+                    .ok_or_else(|| LifecycleError::Refused("no production model".into()))?;
+                let run_state = if inconclusive {
+                    "cancelled"
+                } else {
+                    "rejected"
+                };
+                let kind = if inconclusive {
+                    "rollout.inconclusive"
+                } else {
+                    "rollout.rollback"
+                };
+                self.control.decide(|current| {
+                    let control = self.control_production_only(
+                        current,
+                        &production.reference,
+                        &production.artifact,
+                    )?;
+                    Ok::<_, LifecycleError>(DecisionCommit {
+                        actor: "sidecar".into(),
+                        reason: reason.clone(),
+                        kind: kind.into(),
+                        subject: state.reference.clone(),
+                        detail: detail.clone(),
+                        aliases: Vec::new(),
+                        control: Some(control),
+                        run: Some((
+                            state.run_id,
+                            run_state.into(),
+                            serde_json::json!({"reason": reason, "check": detail}),
+                        )),
+                    })
+                })?;
+                tracing::warn!("rollout of {} ended: {reason}", state.reference);
+                self.notify(
+                    if inconclusive {
+                        NotificationKind::RunFinished
+                    } else {
+                        NotificationKind::Rollback
+                    },
+                    format!(
+                        "rollout of {} stopped; {} stays",
+                        state.reference, production.reference
+                    ),
+                    format!("{reason}\n{} serves all traffic.", production.reference),
+                    detail,
+                );
+                Ok(Some(RunOutcome {
+                    run_id: state.run_id,
+                    state: run_state.into(),
+                    candidate: Some(state.version),
+                    evaluation: None,
+                    reason,
+                }))
+            }
+        }
+    }
+
+    fn finish_rollout_step(&self, run_id: i64, state: &str, detail: &serde_json::Value) {
+        if let Ok(Some(run)) = self.store.run(run_id)
+            && let Some(step) = run
+                .steps
+                .iter()
+                .find(|s| s.name == "rollout" && s.state == "running")
+        {
+            let _ = self.store.finish_step(step.id, state, detail.clone());
+        }
     }
 
     fn pending_run(&self, run_id: i64) -> Result<(RunRecord, u32), LifecycleError> {
@@ -1147,7 +1543,8 @@ impl Lifecycle {
     }
 
     /// Restores `to` (default: the `previous` alias) as production at once, through the
-    /// control plane. Returns the version now in production.
+    /// control plane; without `to`, during a rollout, stops the rollout instead (production
+    /// keeps all traffic). Returns the version now in production.
     ///
     /// # Errors
     /// [`LifecycleError::Refused`] when there is no production or no version to go back to.
@@ -1165,6 +1562,43 @@ impl Lifecycle {
             .store
             .alias(&model, "production")?
             .ok_or_else(|| LifecycleError::Refused(format!("{model} has no production version")))?;
+        if to.is_none() {
+            let _guard = lock(&self.running);
+            let active = lock(&self.rollout).take();
+            if let Some(state) = active {
+                // A rollout in progress: stop it, production keeps all traffic.
+                self.finish_rollout_step(
+                    state.run_id,
+                    "failed",
+                    &serde_json::json!({"stopped_by": actor}),
+                );
+                self.control.decide(|doc| {
+                    let control =
+                        self.control_production_only(doc, &current.reference, &current.artifact)?;
+                    Ok::<_, LifecycleError>(DecisionCommit {
+                        actor: actor.into(),
+                        reason: reason.into(),
+                        kind: "rollout.rollback".into(),
+                        subject: state.reference.clone(),
+                        detail: serde_json::json!({"run_id": state.run_id, "production": current.reference}),
+                        aliases: Vec::new(),
+                        control: Some(control),
+                        run: Some((
+                            state.run_id,
+                            "rejected".into(),
+                            serde_json::json!({"reason": reason, "rolled_back_by": actor}),
+                        )),
+                    })
+                })?;
+                self.notify(
+                    NotificationKind::Rollback,
+                    format!("rollout of {} stopped by {actor}", state.reference),
+                    format!("{reason}\n{} serves all traffic.", current.reference),
+                    serde_json::json!({"run_id": state.run_id}),
+                );
+                return Ok(current.version);
+            }
+        }
         let target = match to {
             Some(v) => self
                 .store
@@ -1190,7 +1624,7 @@ impl Lifecycle {
             serde_json::json!({"from": current.reference, "to": target.reference}),
         );
         self.control.decide(|doc| {
-            let control = self.control_serving(doc, &target.reference, &target.artifact)?;
+            let control = self.control_production_only(doc, &target.reference, &target.artifact)?;
             Ok::<_, LifecycleError>(DecisionCommit {
                 actor: actor.into(),
                 reason: reason.into(),

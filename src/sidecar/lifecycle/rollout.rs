@@ -1,0 +1,412 @@
+//! Guarded rollout of an approved candidate: it serves a growing share of traffic in steps
+//! (a canary split pushed through the control plane) while the merged reports are watched.
+//!
+//! At every check, over the reports since the rollout started:
+//! * **guardrails**: the candidate's error rate may exceed production's by at most
+//!   `max_error_rate_increase` (absolute), and its latency p99 may be at most
+//!   `max_latency_p99_ratio` times production's; a breach rolls back at once;
+//! * **SRM**: within the current step, the observed split is tested against the configured
+//!   one (chi-square, p < `srm_alpha`); a mismatch holds the rollout (no decision, no next
+//!   step) and alerts, because the numbers cannot be trusted;
+//! * **the A/B decision**: the `stats` winner policy on the online primary metric (binary
+//!   outcomes, else continuous outcomes) with always-valid statistics: `winner` promotes at
+//!   once, `stop_harm` rolls back, `inconclusive` at `max_duration_s` keeps production.
+//!
+//! Otherwise, once a step has lasted `step_duration_s` and each variant has
+//! `min_requests` calls in it, the next step starts; passing the last step (100%)
+//! promotes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::VariantMetrics;
+use crate::stats::srm::srm_test;
+use crate::stats::{
+    Decision, Direction, Experiment, Guardrail, MetricKind, Policy, Sample, Variant,
+};
+
+fn default_steps() -> Vec<f64> {
+    vec![5.0, 25.0, 50.0, 100.0]
+}
+fn default_step_duration() -> u64 {
+    600
+}
+fn default_min_requests() -> u64 {
+    500
+}
+fn default_max_duration() -> u64 {
+    7 * 24 * 3600
+}
+fn default_alpha() -> f64 {
+    0.05
+}
+fn default_error_increase() -> f64 {
+    0.02
+}
+fn default_latency_ratio() -> f64 {
+    1.5
+}
+fn default_srm_alpha() -> f64 {
+    0.001
+}
+
+/// How an approved candidate reaches traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutStrategy {
+    /// Steps of a growing share, watched (the default).
+    #[default]
+    Gradual,
+    /// A fixed split (the first step's percent) until the A/B decision.
+    Ab,
+    /// All traffic at once.
+    Immediate,
+}
+
+/// The `[lifecycle.rollout]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Strategy.
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+    /// Candidate percent of each step, increasing, the last one 100.
+    #[serde(default = "default_steps")]
+    pub steps: Vec<f64>,
+    /// Shortest step, seconds.
+    #[serde(default = "default_step_duration")]
+    pub step_duration_s: u64,
+    /// Calls each variant needs in a step before it can end (and before guardrails judge).
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// Longest rollout before an inconclusive A/B test keeps production, seconds.
+    #[serde(default = "default_max_duration")]
+    pub max_duration_s: u64,
+    /// Error rate of the A/B statistics.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Superiority margin of the online primary metric (relative).
+    #[serde(default)]
+    pub margin: f64,
+    /// Largest tolerated increase of the error rate (absolute, 0.02 = two points).
+    #[serde(default = "default_error_increase")]
+    pub max_error_rate_increase: f64,
+    /// Largest tolerated ratio of latency p99s (candidate / production).
+    #[serde(default = "default_latency_ratio")]
+    pub max_latency_p99_ratio: f64,
+    /// SRM significance level.
+    #[serde(default = "default_srm_alpha")]
+    pub srm_alpha: f64,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            strategy: RolloutStrategy::default(),
+            steps: default_steps(),
+            step_duration_s: default_step_duration(),
+            min_requests: default_min_requests(),
+            max_duration_s: default_max_duration(),
+            alpha: default_alpha(),
+            margin: 0.0,
+            max_error_rate_increase: default_error_increase(),
+            max_latency_p99_ratio: default_latency_ratio(),
+            srm_alpha: default_srm_alpha(),
+        }
+    }
+}
+
+impl RolloutConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// A message naming the bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.steps.is_empty()
+            || self.steps.iter().any(|p| !(*p > 0.0 && *p <= 100.0))
+            || self.steps.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err("lifecycle.rollout.steps must increase within (0, 100]".into());
+        }
+        if self.strategy == RolloutStrategy::Gradual && self.steps.last() != Some(&100.0) {
+            return Err("lifecycle.rollout.steps must end at 100 for a gradual rollout".into());
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0 && self.srm_alpha > 0.0 && self.srm_alpha < 1.0) {
+            return Err("lifecycle.rollout alpha and srm_alpha must be in (0, 1)".into());
+        }
+        if !(self.max_error_rate_increase >= 0.0 && self.max_latency_p99_ratio >= 1.0) {
+            return Err(
+                "lifecycle.rollout: max_error_rate_increase ≥ 0 and max_latency_p99_ratio ≥ 1"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A rollout in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The run it belongs to.
+    pub run_id: i64,
+    /// The candidate version.
+    pub version: u32,
+    /// `model@version`.
+    pub reference: String,
+    /// The artifact location.
+    pub artifact: String,
+    /// Index of the current step.
+    pub step: usize,
+    /// When the current step started, Unix ms.
+    pub step_started_ms: i64,
+    /// When the rollout started, Unix ms.
+    pub started_ms: i64,
+    /// Whether an SRM alert was already sent for the current step.
+    pub srm_alerted: bool,
+}
+
+/// What a check concluded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum RolloutAction {
+    /// Keep going; nothing to do.
+    Hold {
+        /// Why.
+        reason: String,
+    },
+    /// Start the next step.
+    NextStep {
+        /// Its percent.
+        percent: f64,
+    },
+    /// The candidate becomes production.
+    Promote {
+        /// Why (winner, or all steps passed).
+        reason: String,
+    },
+    /// Back to production only.
+    Rollback {
+        /// Which check failed.
+        reason: String,
+    },
+    /// Production stays; the test could not decide in time.
+    Inconclusive {
+        /// Why.
+        reason: String,
+    },
+    /// The observed split does not match the configured one: hold and alert.
+    SampleRatioMismatch {
+        /// The SRM p-value.
+        p_value: f64,
+    },
+}
+
+/// The numbers a check used (for the audit row and the dashboard).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutCheck {
+    /// Candidate percent of the current step.
+    pub percent: f64,
+    /// Calls per variant in the current step (production, candidate).
+    pub step_requests: (u64, u64),
+    /// Error rates since the rollout started (production, candidate).
+    pub error_rates: (f64, f64),
+    /// Latency p99s in ms (production, candidate), when known.
+    pub latency_p99_ms: (Option<f64>, Option<f64>),
+    /// SRM p-value of the current step.
+    pub srm_p_value: Option<f64>,
+    /// The A/B decision, when the policy ran.
+    pub decision: Option<Decision>,
+    /// What to do.
+    pub action: RolloutAction,
+}
+
+fn error_rate(m: &VariantMetrics) -> f64 {
+    if m.requests == 0 {
+        0.0
+    } else {
+        m.errors.total() as f64 / m.requests as f64
+    }
+}
+
+fn primary_sample(m: &VariantMetrics) -> Option<(MetricKind, Sample)> {
+    if m.binary.trials > 0 {
+        Sample::binary(m.binary.trials, m.binary.successes)
+            .ok()
+            .map(|s| (MetricKind::Binary, s))
+    } else if m.outcome.count > 1 {
+        Sample::continuous(m.outcome.count, m.outcome.mean, m.outcome.variance()?)
+            .ok()
+            .map(|s| (MetricKind::Continuous, s))
+    } else {
+        None
+    }
+}
+
+/// Judges a rollout from the metrics of the current step and of the whole rollout.
+#[must_use]
+#[allow(clippy::too_many_arguments)]
+pub fn check(
+    config: &RolloutConfig,
+    state: &RolloutState,
+    now_ms: i64,
+    step_production: &VariantMetrics,
+    step_candidate: &VariantMetrics,
+    production: &VariantMetrics,
+    candidate: &VariantMetrics,
+) -> RolloutCheck {
+    let percent = config.steps.get(state.step).copied().unwrap_or(100.0);
+    let min = config.min_requests;
+    let error_rates = (error_rate(production), error_rate(candidate));
+    let p99 = |m: &VariantMetrics| m.latency.quantile(0.99).map(|n| n / 1e6);
+    let latency_p99_ms = (p99(production), p99(candidate));
+    let step_requests = (step_production.requests, step_candidate.requests);
+    let mut result = RolloutCheck {
+        percent,
+        step_requests,
+        error_rates,
+        latency_p99_ms,
+        srm_p_value: None,
+        decision: None,
+        action: RolloutAction::Hold {
+            reason: "waiting for traffic".into(),
+        },
+    };
+    // Guardrails on everything since the rollout started.
+    if production.requests >= min && candidate.requests >= min {
+        if error_rates.1 - error_rates.0 > config.max_error_rate_increase {
+            result.action = RolloutAction::Rollback {
+                reason: format!(
+                    "guardrail error rate: candidate {:.2}% vs production {:.2}% (tolerance +{:.2} points)",
+                    100.0 * error_rates.1,
+                    100.0 * error_rates.0,
+                    100.0 * config.max_error_rate_increase
+                ),
+            };
+            return result;
+        }
+        if let (Some(p), Some(c)) = latency_p99_ms
+            && p > 0.0
+            && c / p > config.max_latency_p99_ratio
+        {
+            result.action = RolloutAction::Rollback {
+                reason: format!(
+                    "guardrail latency p99: candidate {c:.2} ms vs production {p:.2} ms (tolerance ×{:.2})",
+                    config.max_latency_p99_ratio
+                ),
+            };
+            return result;
+        }
+    }
+    // SRM within the step (the split is fixed there).
+    if percent < 100.0 && step_requests.0 + step_requests.1 >= 2 * min {
+        let weights = [1.0 - percent / 100.0, percent / 100.0];
+        if let Ok(srm) = srm_test(&[step_requests.0, step_requests.1], &weights) {
+            result.srm_p_value = Some(srm.p_value);
+            if srm.p_value < config.srm_alpha {
+                result.action = RolloutAction::SampleRatioMismatch {
+                    p_value: srm.p_value,
+                };
+                return result;
+            }
+        }
+    }
+    // The A/B decision on the online primary metric, with the error rate as a guardrail.
+    let elapsed_ms = (now_ms - state.started_ms).max(0);
+    if let (Some((kind, p)), Some((kind_c, c))) =
+        (primary_sample(production), primary_sample(candidate))
+        && kind == kind_c
+    {
+        let policy = Policy {
+            metric: kind,
+            direction: Direction::HigherIsBetter,
+            alpha: config.alpha,
+            margin: config.margin,
+            min_sample: min,
+            max_duration: Some(std::time::Duration::from_secs(config.max_duration_s)),
+            guardrails: vec![Guardrail {
+                metric: "error_rate".into(),
+                direction: Direction::LowerIsBetter,
+                max_regression: config.max_error_rate_increase,
+            }],
+            ..Policy::default()
+        };
+        let errors = |m: &VariantMetrics| Sample::binary(m.requests, m.errors.total());
+        let (total_p, total_c) = (
+            production.requests.max(1) as f64,
+            candidate.requests.max(1) as f64,
+        );
+        let share = total_c / (total_p + total_c);
+        let mut control = Variant::new("production", 1.0 - share, p);
+        let mut challenger = Variant::new("candidate", share, c);
+        if let (Ok(ep), Ok(ec)) = (errors(production), errors(candidate)) {
+            control = control.with_guardrail("error_rate", ep);
+            challenger = challenger.with_guardrail("error_rate", ec);
+        }
+        let experiment = Experiment {
+            variants: vec![control, challenger],
+            control: 0,
+            elapsed: std::time::Duration::from_millis(elapsed_ms as u64),
+        };
+        if let Ok(evaluation) = policy.evaluate(&experiment) {
+            let decision = evaluation.decision.clone();
+            result.decision = Some(decision.clone());
+            match decision {
+                Decision::Winner { variant, .. } if variant == "candidate" => {
+                    result.action = RolloutAction::Promote {
+                        reason: "the A/B test declared the candidate the winner".into(),
+                    };
+                    return result;
+                }
+                Decision::Winner { .. } => {
+                    result.action = RolloutAction::Rollback {
+                        reason: "the A/B test declared production the winner".into(),
+                    };
+                    return result;
+                }
+                Decision::StopHarm { guardrail, .. } => {
+                    result.action = RolloutAction::Rollback {
+                        reason: format!(
+                            "the A/B test stopped the candidate for harm on {guardrail}"
+                        ),
+                    };
+                    return result;
+                }
+                Decision::Inconclusive { reason, .. } => {
+                    result.action = RolloutAction::Inconclusive {
+                        reason: format!("the A/B test is inconclusive ({})", reason.as_str()),
+                    };
+                    return result;
+                }
+                Decision::Continue { .. } => {}
+            }
+        }
+    }
+    if elapsed_ms >= 1000 * config.max_duration_s as i64 {
+        result.action = RolloutAction::Inconclusive {
+            reason: "the rollout reached its maximum duration".into(),
+        };
+        return result;
+    }
+    // Next step when this one lasted long enough with enough traffic on both sides.
+    let step_elapsed = now_ms - state.step_started_ms;
+    let enough = step_requests.0 >= min && step_requests.1 >= min;
+    if config.strategy == RolloutStrategy::Gradual
+        && step_elapsed >= 1000 * config.step_duration_s as i64
+        && enough
+    {
+        result.action = match config.steps.get(state.step + 1) {
+            Some(&next) if next < 100.0 => RolloutAction::NextStep { percent: next },
+            _ => RolloutAction::Promote {
+                reason: "every rollout step passed its guardrails".into(),
+            },
+        };
+        return result;
+    }
+    result.action = RolloutAction::Hold {
+        reason: if enough {
+            "the step has not lasted long enough".into()
+        } else {
+            format!("waiting for {min} calls per variant in this step")
+        },
+    };
+    result
+}
