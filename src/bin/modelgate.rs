@@ -171,11 +171,42 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:7070")]
         url: String,
     },
-    /// Show what modelgate does on embedded defaults.
+    /// The whole loop on real data (Elec2) in under a minute: a sidecar and serving agents
+    /// on 127.0.0.1, drift, retraining, evaluation, the policy's decision, notifications, a
+    /// guarded rollout and hot swaps, then a summary (also as JSON).
     Demo {
-        /// How many synthetic keys to route.
-        #[arg(long, default_value_t = 100_000)]
-        keys: u64,
+        /// The Elec2 CSV (default: data/elec2.csv of this repository).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Rows replayed after the first period (speed: fewer is faster).
+        #[arg(long, default_value_t = 16_000)]
+        rows: usize,
+        /// Rows v1 is trained on.
+        #[arg(long, default_value_t = 4_000)]
+        first_period: usize,
+        /// Requests per data row (distinct users).
+        #[arg(long, default_value_t = 12)]
+        users_per_row: usize,
+        /// Serving threads, one agent each.
+        #[arg(long, default_value_t = 3)]
+        threads: usize,
+        /// Seed of the user keys.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Directory for the database and model artifacts (default: a fresh one under the
+        /// system's temporary directory; the path is printed).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where to write the JSON summary (default: summary.json in the demo directory).
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// Keep the sidecar running after the replay (Ctrl-C to stop), to look at /metrics
+        /// and /v1/status.
+        #[arg(long)]
+        keep: bool,
+        /// Only the summary.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -252,7 +283,38 @@ fn main() -> ExitCode {
                 print!("{}", modelgate::sidecar::client::render_runs(&runs));
             }
         }),
-        Command::Demo { keys } => demo(keys),
+        Command::Demo {
+            data,
+            rows,
+            first_period,
+            users_per_row,
+            threads,
+            seed,
+            dir,
+            summary_json,
+            keep,
+            quiet,
+        } => {
+            let data = data.unwrap_or_else(default_data);
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "modelgate-demo-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                ))
+            });
+            let mut options = modelgate::sidecar::demo::DemoOptions::new(data, dir);
+            options.rows = rows;
+            options.first_period = first_period;
+            options.users_per_row = users_per_row.max(1);
+            options.threads = threads.max(1);
+            options.seed = seed;
+            options.verbose = !quiet;
+            demo(options, summary_json, keep)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -696,60 +758,52 @@ fn abtest(
     out.flush().map_err(write_err)
 }
 
-const DEMO_CONFIG: &str = include_str!("../../examples/experiments.toml");
+fn default_data() -> PathBuf {
+    let local = PathBuf::from("data/elec2.csv");
+    if local.exists() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv")
+    }
+}
 
-fn demo(keys: u64) -> Result<(), String> {
+fn demo(
+    options: modelgate::sidecar::demo::DemoOptions,
+    summary_json: Option<PathBuf>,
+    keep: bool,
+) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let dir = options.dir.clone();
     println!(
-        "modelgate demo: the router on the embedded example config (examples/experiments.toml)."
+        "modelgate demo: Elec2 replay, {} rows after the first {}, directory {}",
+        options.rows,
+        options.first_period,
+        dir.display()
     );
-    println!(
-        "The full lifecycle demo (agents, sidecar, drift, retraining, rollout) is not built yet.\n"
-    );
-    let router =
-        Router::from_toml(DEMO_CONFIG).map_err(|e| format!("embedded example config: {e}"))?;
-    let config = router.current();
-    for experiment in config.experiments() {
-        let id = experiment.id();
-        let mut counts = vec![0u64; experiment.variants().len()];
-        let mut outside = 0u64;
-        let started = std::time::Instant::now();
-        let mut key = String::new();
-        for i in 0..keys {
-            key.clear();
-            use std::fmt::Write as _;
-            let _ = write!(key, "user-{i}");
-            match router
-                .route(id, &key)
-                .variant
-                .and_then(|v| experiment.variants().iter().position(|x| x.id() == v))
-            {
-                Some(index) => counts[index] += 1,
-                None => outside += 1,
-            }
-        }
-        let per_key = started.elapsed().as_nanos() as f64 / keys.max(1) as f64;
+    let (handle, summary) = modelgate::sidecar::demo::run(options, Box::new(std::io::stdout()))
+        .map_err(|e| e.to_string())?;
+    print!("{}", modelgate::sidecar::demo::render(&summary));
+    let path = summary_json.unwrap_or_else(|| dir.join("summary.json"));
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("  summary JSON      {}", path.display());
+    if summary.failed_requests > 0 {
+        return Err(format!("{} requests failed", summary.failed_requests));
+    }
+    if keep {
         println!(
-            "{} ({} hash, {} strategy): {} keys, {:.1} ns per route",
-            experiment.name(),
-            experiment.scheme().as_str(),
-            experiment.strategy().as_str(),
-            keys,
-            per_key
+            "The sidecar keeps running on {} (admin token in the demo's log); Ctrl-C to stop.",
+            handle.url()
         );
-        for (variant, count) in experiment.variants().iter().zip(&counts) {
-            println!(
-                "  {:<12} {:>8} ({:.2}%)",
-                variant.name(),
-                count,
-                100.0 * *count as f64 / keys.max(1) as f64
-            );
+        loop {
+            std::thread::park();
         }
-        println!(
-            "  {:<12} {:>8} ({:.2}%)",
-            "(none)",
-            outside,
-            100.0 * outside as f64 / keys.max(1) as f64
-        );
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //!
 //! * [`config`]: the TOML config file and tokens.
 //! * [`control`]: the control document agents poll, and the lock its writers share.
+//! * [`demo`]: `modelgate demo`, the whole loop on real data in under a minute.
 //! * [`lifecycle`]: triggers, training, evaluation, the promotion policy, review, rollback.
 //! * [`store`]: the SQLite store (reports, windows, registry, audit, runs).
 //! * [`server`]: the axum service (`modelgate serve`).
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod evaluate;
 pub mod lifecycle;
 pub mod notify;

@@ -328,11 +328,22 @@ pub fn spawn(config: &SidecarConfig) -> Result<RunningSidecar, ServeError> {
         .spawn(move || {
             runtime.block_on(async move {
                 let maintenance = tokio::spawn(maintain(state.store.clone()));
-                let served = axum::serve(listener, app(state))
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.await;
-                    })
-                    .await;
+                // Graceful: requests in flight finish; idle keep-alive connections of
+                // clients that stay around do not hold the shutdown more than a few seconds.
+                let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+                let mut grace_rx = stopping_tx.subscribe();
+                let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                    let _ = stopping_tx.send(true);
+                    let _ = stopping_rx.changed().await;
+                });
+                let served = tokio::select! {
+                    r = serve => r,
+                    () = async move {
+                        let _ = grace_rx.wait_for(|s| *s).await;
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    } => Ok(()),
+                };
                 maintenance.abort();
                 if let Err(e) = served {
                     tracing::error!("sidecar stopped: {e}");

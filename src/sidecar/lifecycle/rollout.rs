@@ -4,7 +4,8 @@
 //! At every check, over the reports since the rollout started:
 //! * **guardrails**: the candidate's error rate may exceed production's by at most
 //!   `max_error_rate_increase` (absolute), and its latency p99 may be at most
-//!   `max_latency_p99_ratio` times production's; a breach rolls back at once;
+//!   `max_latency_p99_ratio` times production's (and at least `min_latency_increase_ms`
+//!   more); a breach rolls back at once;
 //! * **SRM**: within the current step, the observed split is tested against the configured
 //!   one (chi-square, p < `srm_alpha`); a mismatch holds the rollout (no decision, no next
 //!   step) and alerts, because the numbers cannot be trusted;
@@ -93,9 +94,17 @@ pub struct RolloutConfig {
     /// Largest tolerated ratio of latency p99s (candidate / production).
     #[serde(default = "default_latency_ratio")]
     pub max_latency_p99_ratio: f64,
+    /// The latency guardrail also needs the p99 to grow by at least this many ms, so that
+    /// microsecond noise in fast models never trips it.
+    #[serde(default = "default_latency_floor")]
+    pub min_latency_increase_ms: f64,
     /// SRM significance level.
     #[serde(default = "default_srm_alpha")]
     pub srm_alpha: f64,
+}
+
+fn default_latency_floor() -> f64 {
+    1.0
 }
 
 impl Default for RolloutConfig {
@@ -110,6 +119,7 @@ impl Default for RolloutConfig {
             margin: 0.0,
             max_error_rate_increase: default_error_increase(),
             max_latency_p99_ratio: default_latency_ratio(),
+            min_latency_increase_ms: default_latency_floor(),
             srm_alpha: default_srm_alpha(),
         }
     }
@@ -286,11 +296,12 @@ pub fn check(
         if let (Some(p), Some(c)) = latency_p99_ms
             && p > 0.0
             && c / p > config.max_latency_p99_ratio
+            && c - p >= config.min_latency_increase_ms
         {
             result.action = RolloutAction::Rollback {
                 reason: format!(
-                    "guardrail latency p99: candidate {c:.2} ms vs production {p:.2} ms (tolerance ×{:.2})",
-                    config.max_latency_p99_ratio
+                    "guardrail latency p99: candidate {c:.3} ms vs production {p:.3} ms (tolerance ×{:.2} and +{:.3} ms)",
+                    config.max_latency_p99_ratio, config.min_latency_increase_ms
                 ),
             };
             return result;
@@ -330,11 +341,13 @@ pub fn check(
             ..Policy::default()
         };
         let errors = |m: &VariantMetrics| Sample::binary(m.requests, m.errors.total());
-        let (total_p, total_c) = (
-            production.requests.max(1) as f64,
-            candidate.requests.max(1) as f64,
-        );
-        let share = total_c / (total_p + total_c);
+        // The split changes from step to step, so the policy is given the observed share of
+        // the primary metric's observations (its own SRM test cannot fire); the SRM that
+        // matters is tested above, within a step where the split is fixed.
+        let n = |s: &Sample| match s {
+            Sample::Binary { n, .. } | Sample::Continuous { n, .. } => (*n).max(1) as f64,
+        };
+        let share = n(&c) / (n(&p) + n(&c));
         let mut control = Variant::new("production", 1.0 - share, p);
         let mut challenger = Variant::new("candidate", share, c);
         if let (Ok(ep), Ok(ec)) = (errors(production), errors(candidate)) {
@@ -350,9 +363,31 @@ pub fn check(
             let decision = evaluation.decision.clone();
             result.decision = Some(decision.clone());
             match decision {
-                Decision::Winner { variant, .. } if variant == "candidate" => {
+                Decision::Winner { variant, evidence } if variant == "candidate" => {
+                    let interval = evidence
+                        .sequential_lift
+                        .map(|i| {
+                            format!(
+                                ", always-valid CI [{:+.2}%, {:+.2}%]",
+                                100.0 * i.lower,
+                                100.0 * i.upper
+                            )
+                        })
+                        .unwrap_or_default();
                     result.action = RolloutAction::Promote {
-                        reason: "the A/B test declared the candidate the winner".into(),
+                        reason: format!(
+                            "the A/B test declared the candidate the winner: {:.4} vs {:.4} ({} vs {} observations), lift {}{interval}, always-valid p = {}",
+                            evidence.mean_candidate,
+                            evidence.mean_control,
+                            evidence.n_candidate,
+                            evidence.n_control,
+                            evidence
+                                .lift
+                                .map_or("n/a".into(), |l| format!("{:+.2}%", 100.0 * l)),
+                            evidence
+                                .sequential_p_value
+                                .map_or("n/a".into(), |p| format!("{p:.2e}")),
+                        ),
                     };
                     return result;
                 }
