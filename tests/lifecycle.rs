@@ -459,13 +459,9 @@ fn volume_fires_past_1000_new_records_not_at_1000() {
         NotifyConfig::default(),
     );
     first_model(&s);
-    let trained_to = s
-        .store
-        .model("elec", 1)
-        .unwrap()
-        .unwrap()
-        .trained_to_ms
-        .unwrap();
+    let trained_to = s.store.model("elec", 1).unwrap().unwrap().created_ms;
+    // Counted from the time of the last training: every row up to then was available.
+    assert_eq!(trained_to, 8000 * HALF_HOUR_MS);
     // Rows are one per half hour: exactly 1000 new rows, then 1001.
     s.clock.set(trained_to + 1000 * HALF_HOUR_MS);
     assert!(s.lifecycle.check_triggers().unwrap().is_empty());

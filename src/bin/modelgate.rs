@@ -798,8 +798,9 @@ fn demo(
     }
     if keep {
         println!(
-            "The sidecar keeps running on {} (admin token in the demo's log); Ctrl-C to stop.",
-            handle.url()
+            "The sidecar keeps running on {url}; Ctrl-C to stop. Try:\n  MODELGATE_ADMIN_TOKEN={token} modelgate status --url {url}\n  curl {url}/metrics",
+            url = handle.url(),
+            token = handle.admin_token()
         );
         loop {
             std::thread::park();

@@ -212,6 +212,7 @@ struct Demo {
     late: Vec<std::sync::Mutex<VecDeque<(String, bool)>>>,
     last_audit: i64,
     out: Box<dyn Write + Send>,
+    admin_token: String,
 }
 
 fn lifecycle_config(options: &DemoOptions) -> String {
@@ -236,15 +237,15 @@ kind = "linfa"
 
 [triggers]
 schedule = "0 0 1 * *"
-volume = 4000
+volume = 1000
 drift = true
 drift_window_s = 604800
 min_drift_rows = 2000
 check_interval_s = 86400
 
 [drift]
-ks_min_effect = 0.25
-psi_drift = 0.5
+ks_min_effect = 0.35
+psi_drift = 1.0
 
 [rollout]
 strategy = "gradual"
@@ -539,6 +540,7 @@ pub fn run(
         late,
         last_audit: 0,
         out,
+        admin_token: admin_token.clone(),
     };
     demo.say(format!(
         "sidecar on {url}, database {}; {} serving threads",
@@ -624,6 +626,12 @@ impl DemoHandle {
     #[must_use]
     pub fn url(&self) -> String {
         self.0.sidecar.url()
+    }
+
+    /// The admin token of the demo's sidecar (for `modelgate status` while `--keep` runs).
+    #[must_use]
+    pub fn admin_token(&self) -> &str {
+        &self.0.admin_token
     }
 }
 

@@ -435,14 +435,15 @@ impl Lifecycle {
             .count() as u64)
     }
 
-    /// The latest trained model's data range end (any version, promoted or not).
-    fn last_trained_to(&self) -> Result<Option<i64>, LifecycleError> {
+    /// When the latest model was trained (any version, promoted or not): every record up
+    /// to then was available to it, its holdout included.
+    fn last_training_at(&self) -> Result<Option<i64>, LifecycleError> {
         Ok(self
             .store
             .models()?
             .iter()
             .filter(|m| m.name == self.config.model)
-            .filter_map(|m| m.trained_to_ms)
+            .map(|m| m.created_ms)
             .max())
     }
 
@@ -518,7 +519,7 @@ impl Lifecycle {
             }
         }
         if let Some(threshold) = t.volume {
-            let since = self.last_trained_to()?;
+            let since = self.last_training_at()?;
             let new = self
                 .new_records_since(since)
                 .map_err(LifecycleError::Config)?;
