@@ -87,6 +87,10 @@ pub struct Limits {
     pub max_variants: usize,
     /// Threads that may record at once; records from more are counted as rejected. Default 512.
     pub max_recording_threads: usize,
+    /// Labelled records kept per window for the next report ([`Agent::record_labelled`]);
+    /// past it, a uniform reservoir sample is kept and the count of all records stays
+    /// exact. Default 1000.
+    pub max_labelled: usize,
 }
 
 impl Default for Limits {
@@ -94,6 +98,54 @@ impl Default for Limits {
         Limits {
             max_variants: 1024,
             max_recording_threads: 512,
+            max_labelled: 1000,
+        }
+    }
+}
+
+/// One labelled record an agent keeps for retraining: the features it served and the label
+/// that arrived later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelledRecord {
+    /// When it was recorded, Unix ms.
+    pub at_ms: i64,
+    /// Feature values in schema order.
+    pub features: Vec<f64>,
+    /// The label (0/1 for binary labels).
+    pub label: f64,
+}
+
+/// The labelled records of a window: how many were recorded, and a uniform sample of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabelledBatch {
+    /// Records recorded in the window (exact, kept or not).
+    pub seen: u64,
+    /// The records kept (all of them up to the agent's limit, a reservoir sample past it).
+    pub records: Vec<LabelledRecord>,
+}
+
+/// Reservoir sampling (Vitter's algorithm R) with a small xorshift generator.
+struct Reservoir {
+    capacity: usize,
+    batch: LabelledBatch,
+    rng: u64,
+}
+
+impl Reservoir {
+    fn push(&mut self, record: LabelledRecord) {
+        self.batch.seen += 1;
+        if self.batch.records.len() < self.capacity {
+            self.batch.records.push(record);
+            return;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.batch.seen;
+        if let Ok(slot) = usize::try_from(slot)
+            && slot < self.capacity
+        {
+            self.batch.records[slot] = record;
         }
     }
 }
@@ -163,6 +215,9 @@ pub struct Snapshot {
     pub experiments: Vec<ExperimentSnapshot>,
     /// Records rejected in the window.
     pub rejections: Rejections,
+    /// Labelled records for retraining.
+    #[serde(default)]
+    pub labelled: LabelledBatch,
 }
 
 /// One experiment's variants in a [`Snapshot`].
@@ -243,8 +298,14 @@ impl<M: Send + Sync + 'static> AgentBuilder<M> {
     /// # Errors
     /// [`AgentError`] for an invalid config or limits.
     pub fn build(self) -> Result<Agent<M>, AgentError> {
-        if self.limits.max_variants == 0 || self.limits.max_recording_threads == 0 {
-            return Err(AgentError::Builder("limits must be above zero".into()));
+        if self.limits.max_variants == 0
+            || self.limits.max_recording_threads == 0
+            || self.limits.max_labelled > crate::wire::MAX_LABELLED
+        {
+            return Err(AgentError::Builder(format!(
+                "limits: variants and threads must be above zero, max_labelled at most {}",
+                crate::wire::MAX_LABELLED
+            )));
         }
         let mut seen = std::collections::HashSet::new();
         for f in &self.features {
@@ -287,6 +348,11 @@ impl<M: Send + Sync + 'static> AgentBuilder<M> {
                 start_ms: self.clock.now_unix_ms(),
                 rejections: Rejections::default(),
             }),
+            labelled: Mutex::new(Reservoir {
+                capacity: self.limits.max_labelled,
+                batch: LabelledBatch::default(),
+                rng: 0x9e37_79b9_7f4a_7c15 ^ (self.clock.now_unix_ms() as u64),
+            }),
             clock: self.clock,
             drop_hook: Mutex::new(None),
         };
@@ -317,6 +383,7 @@ pub struct Agent<M> {
     /// The model reference each variant was last bound to from the config.
     bound: Mutex<HashMap<u32, Arc<str>>>,
     window: Mutex<Window>,
+    labelled: Mutex<Reservoir>,
     clock: Arc<dyn Clock>,
     /// Called once with the last snapshot when the agent is dropped (the reporter's flush).
     drop_hook: Mutex<Option<DropHook>>,
@@ -429,6 +496,31 @@ impl<M: Send + Sync + 'static> Agent<M> {
             Outcome::Binary(success) => self.metrics.record_binary(variant.0 as usize, success),
             Outcome::Continuous(value) => self.metrics.record_outcome(variant.0 as usize, value),
         }
+    }
+
+    /// Records a labelled example for retraining: the numeric features in schema order and
+    /// the label that arrived (0/1 for binary labels). It travels in the next report; the
+    /// sidecar counts it for the volume trigger and keeps it as training data. A row of
+    /// the wrong length or with a non-finite value is rejected and counted. Takes a short
+    /// lock: call it where labels arrive, not on the latency-critical path.
+    pub fn record_labelled(&self, features: &[f64], label: f64) {
+        if features.len() != self.features.len() {
+            self.metrics.reject(Rejection::SchemaMismatch);
+            return;
+        }
+        if !label.is_finite() || features.iter().any(|v| !v.is_finite()) {
+            self.metrics.reject(Rejection::NonFinite);
+            return;
+        }
+        let record = LabelledRecord {
+            at_ms: self.clock.now_unix_ms(),
+            features: features.to_vec(),
+            label,
+        };
+        self.labelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record);
     }
 
     /// Records the model's prediction for `decision` (NaN and infinities are rejected).
@@ -640,11 +732,19 @@ impl<M> Agent<M> {
                 metrics,
             });
         }
+        let labelled = std::mem::take(
+            &mut self
+                .labelled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .batch,
+        );
         let snapshot = Snapshot {
             window_start_ms: window.start_ms,
             window_end_ms: end,
             experiments,
             rejections,
+            labelled,
         };
         window.start_ms = end;
         window.rejections = rejections_now;

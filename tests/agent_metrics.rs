@@ -356,6 +356,7 @@ fn a_config_with_more_variants_than_the_agent_keeps_is_refused() {
         .limits(modelgate::agent::Limits {
             max_variants: 2,
             max_recording_threads: 4,
+            ..Default::default()
         })
         .build()
         .expect("two variants fit");

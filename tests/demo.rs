@@ -2,13 +2,20 @@
 //! zero failed requests, at least one training and promotion, and decisions with evidence.
 #![cfg(feature = "sidecar")]
 
+#[path = "common/smtp.rs"]
+mod smtp;
+
 #[test]
 fn the_demo_runs_and_its_summary_holds() {
     let dir = std::env::temp_dir().join(format!("modelgate-demo-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let summary_path = dir.join("out.json");
+    // The notifications go to a real SMTP server on loopback.
+    let sink = smtp::SmtpSink::start();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["demo", "--rows", "3000", "--users-per-row", "8", "--dir"])
+        .args(["demo", "--rows", "3000", "--users-per-row", "8", "--smtp"])
+        .arg(format!("127.0.0.1:{}", sink.port))
+        .arg("--dir")
         .arg(&dir)
         .arg("--summary-json")
         .arg(&summary_path)
@@ -45,6 +52,21 @@ fn the_demo_runs_and_its_summary_holds() {
         "{summary}"
     );
     assert!(decisions.iter().any(|d| d["improvement_pct"].is_f64()));
+    // The first model's update notice arrived by email, before it took effect.
+    let mut subjects = Vec::new();
+    while let Some(mail) = sink.recv(std::time::Duration::from_secs(5)) {
+        subjects.push(mail.text());
+    }
+    assert!(
+        subjects
+            .iter()
+            .any(|m| m.contains("elec@1 goes into production")),
+        "{subjects:?}"
+    );
+    assert!(
+        stdout.contains("notified administrators via email"),
+        "{stdout}"
+    );
     let database = std::path::PathBuf::from(summary["database"].as_str().unwrap());
     assert!(database.exists());
     let _ = std::fs::remove_dir_all(&dir);

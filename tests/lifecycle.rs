@@ -669,3 +669,88 @@ fn a_restart_mid_run_marks_the_run_failed_and_changes_nothing() {
     // Nothing to recover twice.
     assert!(restarted.recover().unwrap().is_empty());
 }
+
+/// Ships `n` labelled records from an agent at the lifecycle's current time; returns the
+/// report.
+fn ship_labelled(s: &Setup, n: usize, id: &str) -> Report {
+    let agent = Agent::<u8>::builder()
+        .experiments_toml(EXPERIMENTS)
+        .unwrap()
+        .features(
+            FEATURES
+                .iter()
+                .map(|f| Feature {
+                    name: f.to_string(),
+                    kind: FeatureKind::Numeric,
+                })
+                .collect(),
+        )
+        .clock(s.clock.clone())
+        .build()
+        .unwrap();
+    for i in 0..n {
+        let x = i as f64 / n as f64;
+        agent.record_labelled(&[x, 0.4, 0.003, 0.42, 0.41], (i % 2) as f64);
+    }
+    // Rejected, and counted as such: a NaN and a short row.
+    agent.record_labelled(&[f64::NAN, 0.4, 0.003, 0.42, 0.41], 1.0);
+    agent.record_labelled(&[0.1], 1.0);
+    let snapshot = agent.snapshot();
+    assert_eq!(snapshot.labelled.seen, n as u64);
+    assert_eq!(snapshot.labelled.records.len(), n.min(1000));
+    assert_eq!(snapshot.rejections.non_finite_value, 1);
+    assert_eq!(snapshot.rejections.schema_mismatch, 1);
+    let report = Report::new("agent-1", id, snapshot);
+    s.store.ingest(&report, s.clock.now_unix_ms()).unwrap();
+    report
+}
+
+#[test]
+fn volume_counts_the_agents_labelled_records_too() {
+    let s = setup(
+        "volume-agents",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 1000",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    let trained_at = s.store.model("elec", 1).unwrap().unwrap().created_ms;
+    // 400 new rows in the CSV and 600 records from agents (1,200 seen, a reservoir of
+    // 1,000 kept: the count stays exact): 1,600 in all.
+    s.clock.set(trained_at + 400 * HALF_HOUR_MS);
+    let report = ship_labelled(&s, 1200, "labelled-1");
+    // A retried report is not counted twice.
+    assert_eq!(
+        s.store.ingest(&report, s.clock.now_unix_ms()).unwrap(),
+        modelgate::sidecar::store::Ingested::Duplicate
+    );
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].evidence["from_data"], 400);
+    assert_eq!(firings[0].evidence["from_agents"], 1200);
+    assert_eq!(firings[0].evidence["new_records"], 1600);
+    // The kept records join the training data of the next run.
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    let loading = run.steps.iter().find(|x| x.name == "loading").unwrap();
+    assert_eq!(loading.detail["rows_from_agents"], 1000);
+}
+
+#[test]
+fn exactly_1000_agent_and_csv_records_do_not_fire() {
+    let s = setup(
+        "volume-exact",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 1000",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    let trained_at = s.store.model("elec", 1).unwrap().unwrap().created_ms;
+    s.clock.set(trained_at + 400 * HALF_HOUR_MS);
+    ship_labelled(&s, 600, "labelled-a");
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    ship_labelled(&s, 1, "labelled-b");
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings[0].evidence["new_records"], 1001);
+}

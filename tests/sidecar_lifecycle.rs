@@ -12,6 +12,7 @@ use modelgate::artifact::{ArtifactLoader, ModelArtifact};
 use modelgate::reporter::{Reporter, ReporterConfig};
 use modelgate::route::{ManualClock, RouterConfig};
 use modelgate::sidecar::config::SidecarConfig;
+use modelgate::sidecar::lifecycle::triggers::TriggerKind;
 use modelgate::sidecar::server;
 use modelgate::sidecar::store::RunRecord;
 
@@ -260,6 +261,110 @@ strategy = "immediate"
     assert_eq!(kinds[0], "model.rollback", "{kinds:?}");
     assert!(kinds.contains(&"model.promote"));
     assert!(kinds.contains(&"model.register"));
+    drop(reporter);
+    drop(agent);
+}
+
+#[test]
+fn metrics_expose_the_latest_drift_scores() {
+    use modelgate::agent::{Feature, FeatureKind, FeatureValue};
+    let dir = TempDir::new("drift-metrics");
+    let clock = Arc::new(ManualClock::new(8000 * HALF_HOUR_MS));
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
+    let features = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"];
+    let mut config =
+        SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.experiments = RouterConfig::from_toml(EXPERIMENTS).unwrap();
+    config.clock = clock.clone();
+    config.lifecycle = Some(
+        toml::from_str(&format!(
+            r#"
+model = "elec"
+experiment = "elec"
+data = "{}"
+timestamp_column = "t"
+timestamp_unit_ms = {HALF_HOUR_MS}
+features = {features:?}
+label = "label"
+training_window = 6000
+artifacts = "{}"
+[triggers]
+schedule = ""
+volume = 1000000
+check_interval_s = 3600
+min_drift_rows = 500
+drift_window_s = 86400
+"#,
+            data.display(),
+            dir.0.join("models").display()
+        ))
+        .unwrap(),
+    );
+    let sidecar = server::spawn(&config).unwrap();
+    let url = sidecar.url();
+    let lifecycle = sidecar.lifecycle().unwrap().clone();
+    assert_eq!(lifecycle.tick().unwrap().unwrap().state, "succeeded");
+
+    // An agent reports features from a year later, when the Victorian columns moved.
+    let agent = Arc::new(
+        Agent::<ModelArtifact>::builder()
+            .experiments_toml(EXPERIMENTS)
+            .unwrap()
+            .features(
+                features
+                    .iter()
+                    .map(|f| Feature {
+                        name: f.to_string(),
+                        kind: FeatureKind::Numeric,
+                    })
+                    .collect(),
+            )
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let mut rc = ReporterConfig::new(&url, AGENT_TOKEN);
+    rc.interval = Duration::from_secs(3600);
+    rc.control_interval = Duration::from_secs(3600);
+    let reporter = Reporter::spawn(&agent, rc, Some(Arc::new(ArtifactLoader))).unwrap();
+    reporter.sync_control(Duration::from_secs(10)).unwrap();
+    let text = std::fs::read_to_string(&data).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let columns: Vec<usize> = features
+        .iter()
+        .map(|f| header.iter().position(|h| h == f).unwrap())
+        .collect();
+    let elec = agent.experiment("elec").unwrap();
+    for (i, line) in text.lines().skip(1).enumerate().skip(30_000).take(1000) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let row: Vec<FeatureValue<'_>> = columns
+            .iter()
+            .map(|&c| FeatureValue::Number(fields[c].parse().unwrap()))
+            .collect();
+        let decision = agent.route(elec, &format!("row-{i}"));
+        agent.record_features(&decision, &row);
+    }
+    reporter.flush(Duration::from_secs(10)).unwrap();
+    let firings = lifecycle.check_triggers().unwrap();
+    assert!(
+        firings.iter().any(|f| f.kind == TriggerKind::Drift),
+        "{firings:?}"
+    );
+    let metrics = client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("modelgate_drift_ks{") && l.contains("feature=\"vicprice\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value > 0.1, "{line}");
+    assert!(metrics.contains("modelgate_drift_psi{"), "{metrics}");
+    assert!(metrics.contains("modelgate_drift_detected{"), "{metrics}");
     drop(reporter);
     drop(agent);
 }

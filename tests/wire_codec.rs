@@ -266,3 +266,49 @@ fn report_bytes() -> &'static Vec<u8> {
     static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| report().to_binary().expect("binary"))
 }
+
+#[test]
+fn merged_reports_keep_exact_labelled_counts_within_the_limit() {
+    use modelgate::agent::{LabelledBatch, LabelledRecord};
+    use modelgate::wire::MAX_LABELLED;
+    let batch = |seen: u64, kept: usize, label: f64| LabelledBatch {
+        seen,
+        records: (0..kept)
+            .map(|i| LabelledRecord {
+                at_ms: i as i64,
+                features: vec![i as f64],
+                label,
+            })
+            .collect(),
+    };
+    let mut a = Report::new("agent", "r-1", Default::default());
+    a.snapshot.labelled = batch(30_000, MAX_LABELLED, 0.0);
+    let mut b = Report::new("agent", "r-2", Default::default());
+    b.snapshot.labelled = batch(10_000, MAX_LABELLED, 1.0);
+    a.absorb(&b);
+    assert_eq!(a.snapshot.labelled.seen, 40_000);
+    assert_eq!(a.snapshot.labelled.records.len(), MAX_LABELLED);
+    // Each batch keeps a share proportional to what it saw: 3/4 and 1/4.
+    let from_b = a
+        .snapshot
+        .labelled
+        .records
+        .iter()
+        .filter(|r| r.label == 1.0)
+        .count();
+    assert_eq!(from_b, MAX_LABELLED / 4);
+    assert!(a.validate(&modelgate::wire::WireLimits::default()).is_ok());
+    // More kept than seen, or a NaN, is refused on decode.
+    let mut bad = a.clone();
+    bad.snapshot.labelled.seen = 1;
+    assert!(
+        bad.validate(&modelgate::wire::WireLimits::default())
+            .is_err()
+    );
+    let mut bad = a;
+    bad.snapshot.labelled.records[0].label = f64::NAN;
+    assert!(
+        bad.validate(&modelgate::wire::WireLimits::default())
+            .is_err()
+    );
+}

@@ -207,6 +207,10 @@ enum Command {
         /// Only the summary.
         #[arg(long)]
         quiet: bool,
+        /// Send the notifications to this local SMTP server (host:port, plain text)
+        /// instead of the log.
+        #[arg(long)]
+        smtp: Option<String>,
     },
 }
 
@@ -294,6 +298,7 @@ fn main() -> ExitCode {
             summary_json,
             keep,
             quiet,
+            smtp,
         } => {
             let data = data.unwrap_or_else(default_data);
             let dir = dir.unwrap_or_else(|| {
@@ -313,6 +318,7 @@ fn main() -> ExitCode {
             options.threads = threads.max(1);
             options.seed = seed;
             options.verbose = !quiet;
+            options.smtp = smtp;
             demo(options, summary_json, keep)
         }
     };

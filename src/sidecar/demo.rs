@@ -64,6 +64,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Print progress lines.
     pub verbose: bool,
+    /// A local SMTP server (`host:port`, plain text) to send the notifications to; without
+    /// one they go to the log.
+    pub smtp: Option<String>,
 }
 
 impl DemoOptions {
@@ -80,6 +83,7 @@ impl DemoOptions {
             threads: 3,
             seed: 7,
             verbose: true,
+            smtp: None,
         }
     }
 }
@@ -492,7 +496,23 @@ pub fn run(
     config.experiments = RouterConfig::from_toml(EXPERIMENTS).map_err(err)?;
     config.clock = clock.clone();
     config.durability = super::store::Durability::Normal;
-    config.lifecycle = Some(toml::from_str(&lifecycle_config(&options)).map_err(err)?);
+    let mut lifecycle: super::lifecycle::config::LifecycleConfig =
+        toml::from_str(&lifecycle_config(&options)).map_err(err)?;
+    if let Some(address) = &options.smtp {
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| DemoError(format!("--smtp `{address}` is not host:port")))?;
+        let mut smtp = super::notify::SmtpConfig::new(
+            host,
+            super::notify::SmtpTls::None,
+            "modelgate demo <modelgate-demo@localhost>",
+            &["admin@localhost"],
+        );
+        smtp.port = Some(port);
+        lifecycle.notify.smtp = Some(smtp);
+    }
+    config.lifecycle = Some(lifecycle);
     let sidecar = server::spawn(&config).map_err(err)?;
     let url = sidecar.url();
 
@@ -606,6 +626,9 @@ pub fn run(
         }
     }
     demo.flush_agents()?;
+    // Notifications are sent in the background: let them finish before the summary.
+    lifecycle.notifier().wait_idle(Duration::from_secs(30));
+    demo.narrate()?;
     let summary = summarize(&demo, started.elapsed().as_secs_f64())?;
     Ok((DemoHandle(demo), summary))
 }

@@ -5,7 +5,10 @@
 //! (gauge per `quantile` 0.5, 0.9, 0.99, 0.999), `modelgate_outcome_mean`,
 //! `modelgate_outcome_count_total`, `modelgate_binary_success_rate`,
 //! `modelgate_predictions_total`; and the ingest counters `modelgate_reports_accepted_total`,
-//! `modelgate_reports_duplicate_total`, `modelgate_reports_rejected_total{reason}`.
+//! `modelgate_reports_duplicate_total`, `modelgate_reports_rejected_total{reason}`; and,
+//! with a lifecycle, the latest drift scores of the production variant's features against
+//! the production model's reference: `modelgate_drift_ks`, `modelgate_drift_ks_error_bound`,
+//! `modelgate_drift_psi` and `modelgate_drift_detected` (labels `model`, `feature`).
 
 use std::sync::atomic::AtomicU64;
 
@@ -15,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::lifecycle::triggers::FeatureDriftEvidence;
 use super::server::IngestSummary;
 use super::store::VariantTotal;
 
@@ -34,7 +38,12 @@ fn labels(t: &VariantTotal) -> Labels {
 ///
 /// # Errors
 /// Only if formatting fails.
-pub fn render(ingest: &IngestSummary, totals: &[VariantTotal]) -> Result<String, std::fmt::Error> {
+pub fn render(
+    ingest: &IngestSummary,
+    totals: &[VariantTotal],
+    model: &str,
+    drift: &[FeatureDriftEvidence],
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("modelgate");
 
     let accepted: Counter = Counter::default();
@@ -109,6 +118,51 @@ pub fn render(ingest: &IngestSummary, totals: &[VariantTotal]) -> Result<String,
         "binary_success_rate",
         "Successes over trials of the binary outcome",
         success_rate,
+    );
+
+    let ks = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let ks_bound = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let psi = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let detected = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for d in drift {
+        let l = vec![
+            ("model".to_owned(), model.to_owned()),
+            ("feature".to_owned(), d.feature.clone()),
+        ];
+        if let Some(v) = d.ks {
+            ks.get_or_create(&l).set(v);
+        }
+        if let Some(v) = d.ks_error_bound {
+            ks_bound.get_or_create(&l).set(v);
+        }
+        psi.get_or_create(&l).set(d.psi);
+        detected
+            .get_or_create(&l)
+            .set(if d.verdict == crate::drift::Verdict::Drift {
+                1.0
+            } else {
+                0.0
+            });
+    }
+    registry.register(
+        "drift_ks",
+        "Latest KS D of a feature against the reference",
+        ks,
+    );
+    registry.register(
+        "drift_ks_error_bound",
+        "Error bound of the latest KS D (from the sketches)",
+        ks_bound,
+    );
+    registry.register(
+        "drift_psi",
+        "Latest PSI of a feature against the reference",
+        psi,
+    );
+    registry.register(
+        "drift_detected",
+        "1 when the latest verdict on a feature is drift",
+        detected,
     );
 
     let mut text = String::new();

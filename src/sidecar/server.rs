@@ -857,7 +857,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response();
         }
     };
-    match super::prometheus::render(&state.counters.summary(), &totals) {
+    let (model, drift) = match &state.lifecycle {
+        Some(h) => (h.lifecycle.config().model.clone(), h.lifecycle.last_drift()),
+        None => (String::new(), Vec::new()),
+    };
+    match super::prometheus::render(&state.counters.summary(), &totals, &model, &drift) {
         Ok(text) => (
             StatusCode::OK,
             [(

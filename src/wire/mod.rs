@@ -29,6 +29,8 @@ pub const CONTENT_TYPE_REPORT: &str = "application/x-modelgate-report";
 /// Content type of binary (postcard) control documents.
 pub const CONTENT_TYPE_CONTROL: &str = "application/x-modelgate-control";
 
+/// Most labelled records one report carries (merged reports keep a uniform sample).
+pub const MAX_LABELLED: usize = 10_000;
 /// Most model-load failures one report carries (an agent keeps the first ones).
 pub const MAX_LOAD_ERRORS: usize = 16;
 /// Longest load-error text, in bytes.
@@ -306,6 +308,34 @@ impl Report {
                 )));
             }
         }
+        let labelled = &self.snapshot.labelled;
+        if labelled.records.len() > MAX_LABELLED {
+            return Err(WireError::Invalid(format!(
+                "{} labelled records, limit {MAX_LABELLED}",
+                labelled.records.len()
+            )));
+        }
+        if (labelled.records.len() as u64) > labelled.seen {
+            return Err(WireError::Invalid(format!(
+                "{} labelled records kept out of {} seen",
+                labelled.records.len(),
+                labelled.seen
+            )));
+        }
+        let width = labelled.records.first().map_or(0, |r| r.features.len());
+        for r in &labelled.records {
+            if r.features.len() != width || width > limits.max_features {
+                return Err(WireError::Invalid(
+                    "labelled records must all have the same number of features, within the limit"
+                        .into(),
+                ));
+            }
+            if !r.label.is_finite() || r.features.iter().any(|v| !v.is_finite()) {
+                return Err(WireError::Invalid(
+                    "labelled records must hold finite numbers".into(),
+                ));
+            }
+        }
         let s = &self.snapshot;
         if s.window_start_ms > s.window_end_ms {
             return Err(WireError::Invalid(format!(
@@ -359,6 +389,7 @@ impl Report {
     /// while the sidecar is unreachable): windows join, counters add, histograms add, moments
     /// and sketches merge. The merged report keeps this report's id.
     pub fn absorb(&mut self, later: &Report) {
+        merge_labelled(&mut self.snapshot.labelled, &later.snapshot.labelled);
         for failure in &later.load_errors {
             if self.load_errors.len() < MAX_LOAD_ERRORS {
                 self.load_errors.push(failure.clone());
@@ -403,6 +434,37 @@ impl Report {
             }
         }
     }
+}
+
+/// Merges labelled batches: counts add; the records are concatenated and, past
+/// [`MAX_LABELLED`], thinned so that every record of the union keeps the same chance
+/// (each batch keeps a share proportional to what it saw).
+fn merge_labelled(mine: &mut crate::agent::LabelledBatch, theirs: &crate::agent::LabelledBatch) {
+    let seen = mine.seen.saturating_add(theirs.seen);
+    if mine.records.len() + theirs.records.len() <= MAX_LABELLED {
+        mine.records.extend(theirs.records.iter().cloned());
+        mine.seen = seen;
+        return;
+    }
+    let share = |n: u64| -> usize {
+        ((MAX_LABELLED as f64) * (n as f64) / (seen.max(1) as f64)).round() as usize
+    };
+    let keep_mine = share(mine.seen).min(mine.records.len());
+    let keep_theirs = (MAX_LABELLED - keep_mine).min(theirs.records.len());
+    // Every record of a batch is already a uniform sample of it: a stride keeps it uniform.
+    let thin = |records: &[crate::agent::LabelledRecord], keep: usize| {
+        if keep == 0 {
+            return Vec::new();
+        }
+        let step = records.len() as f64 / keep as f64;
+        (0..keep)
+            .filter_map(|i| records.get((i as f64 * step) as usize).cloned())
+            .collect::<Vec<_>>()
+    };
+    let mut records = thin(&mine.records, keep_mine);
+    records.extend(thin(&theirs.records, keep_theirs));
+    mine.records = records;
+    mine.seen = seen;
 }
 
 /// The binary layout of [`Control`]: postcard needs every field present and no untagged

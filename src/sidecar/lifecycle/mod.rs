@@ -204,6 +204,7 @@ pub struct Lifecycle {
     triggers: Mutex<TriggerState>,
     rollout: Mutex<Option<RolloutState>>,
     last_check: Mutex<Option<RolloutCheck>>,
+    last_drift: Mutex<Vec<triggers::FeatureDriftEvidence>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -271,6 +272,7 @@ impl Lifecycle {
             }),
             rollout: Mutex::new(None),
             last_check: Mutex::new(None),
+            last_drift: Mutex::new(Vec::new()),
         })
     }
 
@@ -473,6 +475,7 @@ impl Lifecycle {
             if t.drift
                 && let Some(evidence) = self.drift_check(production.version, now)?
             {
+                lock(&self.last_drift).clone_from(&evidence);
                 let drifted = evidence
                     .iter()
                     .any(|e| e.verdict == crate::drift::Verdict::Drift);
@@ -520,14 +523,18 @@ impl Lifecycle {
         }
         if let Some(threshold) = t.volume {
             let since = self.last_training_at()?;
-            let new = self
+            let from_csv = self
                 .new_records_since(since)
                 .map_err(LifecycleError::Config)?;
+            let from_agents = self.store.labelled_seen_since(since.unwrap_or(i64::MIN))?;
+            let new = from_csv + from_agents;
             if since.is_some() && triggers::volume_fires(new, threshold) {
                 firings.push(Firing {
                     kind: TriggerKind::Volume,
                     evidence: serde_json::json!({
                         "new_records": new,
+                        "from_data": from_csv,
+                        "from_agents": from_agents,
                         "threshold": threshold,
                         "since_ms": since,
                     }),
@@ -764,6 +771,12 @@ impl Lifecycle {
         let now = self.clock.now_unix_ms();
         let (train, holdout) = self.step(run_id, "loading", || {
             let all = self.data()?;
+            let shipped = self
+                .store
+                .labelled_records(i64::MIN, now)
+                .map_err(|e| e.to_string())?;
+            let agents = shipped.len();
+            let all = with_records(&all, &shipped)?;
             let upto = rebuild(&all, |_, t| (t <= now).then_some(t))?;
             let upto = match self.config.training_window {
                 Some(n) if upto.len() > n => {
@@ -775,6 +788,7 @@ impl Lifecycle {
             let (train, holdout) = upto.split_by_time(self.config.holdout_fraction);
             let detail = serde_json::json!({
                 "rows": upto.len(),
+                "rows_from_agents": agents,
                 "train_rows": train.len(),
                 "holdout_rows": holdout.len(),
                 "range": upto.range(),
@@ -956,11 +970,14 @@ impl Lifecycle {
         self.step(run_id, "notifying", || {
             self.notify(
                 NotificationKind::ModelUpdate,
-                format!(
-                    "{reference} will replace {} in {}s",
-                    old.as_ref().map_or("nothing", |o| o.reference.as_str()),
-                    grace.as_secs()
-                ),
+                match &old {
+                    Some(o) => format!(
+                        "{reference} will replace {} in {}s",
+                        o.reference,
+                        grace.as_secs()
+                    ),
+                    None => format!("{reference} goes into production in {}s", grace.as_secs()),
+                },
                 format!("{reason}\nDecided by {actor} in run {run_id}."),
                 serde_json::json!({
                     "run_id": run_id,
@@ -1265,6 +1282,12 @@ impl Lifecycle {
     #[must_use]
     pub fn rollout(&self) -> Option<RolloutState> {
         lock(&self.rollout).clone()
+    }
+
+    /// The drift statistics of the latest check, per feature (for `/metrics`).
+    #[must_use]
+    pub fn last_drift(&self) -> Vec<triggers::FeatureDriftEvidence> {
+        lock(&self.last_drift).clone()
     }
 
     /// The latest rollout check.
@@ -1672,6 +1695,41 @@ pub fn reference_profile(data: &TrainingData) -> Vec<(String, FeatureProfile)> {
         }
     }
     profiles
+}
+
+/// `data` with the agents' labelled records added (those of another width are left out).
+fn with_records(
+    data: &TrainingData,
+    records: &[crate::agent::LabelledRecord],
+) -> Result<TrainingData, String> {
+    let width = data.features().len();
+    let usable: Vec<&crate::agent::LabelledRecord> = records
+        .iter()
+        .filter(|r| r.features.len() == width)
+        .filter(|r| match data.label().kind {
+            crate::artifact::LabelKind::Binary => r.label == 0.0 || r.label == 1.0,
+            crate::artifact::LabelKind::Continuous => r.label.is_finite(),
+        })
+        .collect();
+    if usable.is_empty() {
+        return Ok(data.clone());
+    }
+    let mut rows: Vec<Vec<f64>> = data.rows().map(<[f64]>::to_vec).collect();
+    let mut labels = data.labels().to_vec();
+    let mut timestamps = data.timestamps().to_vec();
+    for r in usable {
+        rows.push(r.features.clone());
+        labels.push(r.label);
+        timestamps.push(r.at_ms);
+    }
+    TrainingData::new(
+        data.features().to_vec(),
+        data.label().clone(),
+        rows,
+        labels,
+        timestamps,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// A copy of `data` keeping row `i` with timestamp `keep(i, t)` when it is `Some`.

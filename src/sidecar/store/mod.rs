@@ -89,7 +89,7 @@ pub use reports::{AgentSeen, VariantTotal, WindowRow};
 pub use runs::{RUN_STATES, RunRecord, StepRecord, TERMINAL_STATES};
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Resolution of the buckets reports are merged into: one minute.
 pub const MINUTE_MS: i64 = 60_000;

@@ -282,6 +282,31 @@ impl Store {
                 )?;
             }
         }
+        let labelled = &report.snapshot.labelled;
+        if labelled.seen > 0 {
+            let seen = i64::try_from(labelled.seen)
+                .map_err(|_| StoreError::Invalid("labelled count out of range".into()))?;
+            tx.prepare_cached(
+                "INSERT INTO labelled_batches (report_id, agent_id, window_end_ms, seen, kept)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                report.report_id,
+                report.agent_id,
+                report.snapshot.window_end_ms,
+                seen,
+                labelled.records.len() as i64
+            ])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO labelled_records (report_id, at_ms, features, label)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in &labelled.records {
+                let features = serde_json::to_string(&r.features)
+                    .map_err(|e| StoreError::Invalid(format!("labelled record: {e}")))?;
+                insert.execute(params![report.report_id, r.at_ms, features, r.label])?;
+            }
+        }
         for failure in &report.load_errors {
             audit::insert(
                 &tx,
@@ -299,6 +324,59 @@ impl Store {
         }
         tx.commit()?;
         Ok(Ingested::Accepted)
+    }
+
+    /// Labelled records agents saw in windows ending after `after_ms` (kept or not): the
+    /// agents' share of the volume trigger.
+    ///
+    /// # Errors
+    /// SQLite's error.
+    pub fn labelled_seen_since(&self, after_ms: i64) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let total: i64 = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(seen), 0) FROM labelled_batches WHERE window_end_ms > ?1",
+            )?
+            .query_row(params![after_ms], |r| r.get(0))?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// Labelled records kept, recorded in `(after_ms, until_ms]`, in time order.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a stored row that does not decode.
+    pub fn labelled_records(
+        &self,
+        after_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<crate::agent::LabelledRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms, features, label FROM labelled_records
+             WHERE at_ms > ?1 AND at_ms <= ?2 ORDER BY at_ms, id",
+        )?;
+        let rows = stmt.query_map(params![after_ms, until_ms], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at_ms, features, label) = row?;
+            let features: Vec<f64> =
+                serde_json::from_str(&features).map_err(|e| StoreError::Corrupt {
+                    table: "labelled_records",
+                    reason: e.to_string(),
+                })?;
+            out.push(crate::agent::LabelledRecord {
+                at_ms,
+                features,
+                label,
+            });
+        }
+        Ok(out)
     }
 
     /// Merged totals per variant over buckets (of any resolution) starting in

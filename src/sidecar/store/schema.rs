@@ -154,6 +154,28 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER experiment_history_no_delete BEFORE DELETE ON experiment_history
         BEGIN SELECT RAISE(ABORT, 'experiment_history is append-only'); END;
     "#,
+    // 2: labelled records agents ship for retraining.
+    r#"
+    -- Per accepted report: how many labelled records the agent saw in its window.
+    CREATE TABLE labelled_batches (
+        report_id     TEXT PRIMARY KEY NOT NULL,
+        agent_id      TEXT NOT NULL,
+        window_end_ms INTEGER NOT NULL,
+        seen          INTEGER NOT NULL CHECK (seen >= 0),
+        kept          INTEGER NOT NULL CHECK (kept >= 0 AND kept <= seen)
+    ) WITHOUT ROWID;
+    CREATE INDEX labelled_batches_by_end ON labelled_batches (window_end_ms);
+
+    -- The records kept (features as a JSON array, in the agent's schema order).
+    CREATE TABLE labelled_records (
+        id        INTEGER PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES labelled_batches (report_id),
+        at_ms     INTEGER NOT NULL,
+        features  TEXT NOT NULL,
+        label     REAL NOT NULL
+    );
+    CREATE INDEX labelled_records_by_time ON labelled_records (at_ms);
+    "#,
 ];
 
 /// The schema version of `conn`'s database (`PRAGMA user_version`).
