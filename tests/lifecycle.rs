@@ -754,3 +754,56 @@ fn exactly_1000_agent_and_csv_records_do_not_fire() {
     let firings = s.lifecycle.check_triggers().unwrap();
     assert_eq!(firings[0].evidence["new_records"], 1001);
 }
+
+/// Ships `n` binary outcomes of the production variant with `rate` successes, at the
+/// lifecycle's current time.
+fn ship_outcomes(s: &Setup, n: usize, rate: f64, id: &str) {
+    use modelgate::agent::Outcome;
+    let agent = Agent::<u8>::builder()
+        .experiments_toml(EXPERIMENTS)
+        .unwrap()
+        .clock(s.clock.clone())
+        .build()
+        .unwrap();
+    let successes = (n as f64 * rate).round() as usize;
+    for i in 0..n {
+        agent.record_outcome("elec", "production", Outcome::Binary(i < successes));
+    }
+    let report = Report::new("agent-1", id, agent.snapshot());
+    s.store.ingest(&report, s.clock.now_unix_ms()).unwrap();
+}
+
+#[test]
+fn performance_triggers_on_a_floor_and_on_a_drop_since_promotion() {
+    let s = setup(
+        "performance",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 100000000\ndrift_window_s = 86400\nmin_drift_rows = 500\nperformance_min = 0.55\nperformance_drop = 0.05",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    let promoted = s.clock.now_unix_ms();
+    // The first day after promotion: 80% right.
+    s.clock.set(promoted + 3_600_000);
+    ship_outcomes(&s, 1000, 0.80, "day-1");
+    // Three days later: 77% (a drop of 3 points: nothing), then 72% (8 points: fires).
+    s.clock.set(promoted + 3 * 86_400_000);
+    ship_outcomes(&s, 1000, 0.77, "day-3");
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    s.clock.set(promoted + 5 * 86_400_000);
+    ship_outcomes(&s, 1000, 0.72, "day-5");
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Performance);
+    assert_eq!(firings[0].evidence["at_promotion"], 0.8);
+    assert_eq!(firings[0].evidence["online_metric"], 0.72);
+    // Below the floor fires too (after the cooldown window).
+    s.clock.set(promoted + 8 * 86_400_000);
+    ship_outcomes(&s, 1000, 0.50, "day-8");
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert!(
+        firings
+            .iter()
+            .any(|f| f.kind == TriggerKind::Performance && f.evidence["floor"] == 0.55),
+        "{firings:?}"
+    );
+}

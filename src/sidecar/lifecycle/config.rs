@@ -29,6 +29,7 @@
 //! drift_window_s = 3600
 //! min_drift_rows = 500
 //! performance_min = 0.55            # online success rate (or outcome mean) floor
+//! performance_drop = 0.05           # or this far below its value just after promotion
 //! check_interval_s = 60
 //!
 //! [lifecycle.notify]                # see `sidecar::notify`
@@ -212,6 +213,11 @@ pub struct TriggerConfig {
     /// (continuous) over the drift window falls below this.
     #[serde(default)]
     pub performance_min: Option<f64>,
+    /// Retrain when production's online metric over the drift window is this much (in the
+    /// metric's units, e.g. 0.05 = five points of success rate) below its value in the
+    /// first window after its promotion.
+    #[serde(default)]
+    pub performance_drop: Option<f64>,
     /// Seconds between trigger checks.
     #[serde(default = "default_check_interval")]
     pub check_interval_s: u64,
@@ -226,6 +232,7 @@ impl Default for TriggerConfig {
             drift_window_s: default_drift_window(),
             min_drift_rows: default_min_drift_rows(),
             performance_min: None,
+            performance_drop: None,
             check_interval_s: default_check_interval(),
         }
     }

@@ -504,8 +504,18 @@ impl Lifecycle {
                     });
                 }
             }
+            if let Some(drop) = t.performance_drop
+                && let Some(evidence) = self.performance_drop(production, drop, now)?
+                && !self.recently_triggered(TriggerKind::Performance, now)?
+            {
+                firings.push(Firing {
+                    kind: TriggerKind::Performance,
+                    evidence,
+                });
+            }
             if let Some(floor) = t.performance_min
-                && let Some((value, n)) = self.online_metric(now)?
+                && let Some((value, n)) =
+                    self.online_metric(now - 1000 * t.drift_window_s as i64, now + 1)?
                 && n >= t.min_drift_rows
                 && value < floor
                 && !self.recently_triggered(TriggerKind::Performance, now)?
@@ -608,12 +618,51 @@ impl Lifecycle {
         )))
     }
 
-    /// Production's online success rate (binary) or outcome mean, with its count.
-    fn online_metric(&self, now: i64) -> Result<Option<(f64, u64)>, LifecycleError> {
+    /// Whether production's online metric fell `drop` below its value in the first window
+    /// after its promotion; the evidence when it did.
+    fn performance_drop(
+        &self,
+        production: &super::store::ModelRecord,
+        drop: f64,
+        now: i64,
+    ) -> Result<Option<serde_json::Value>, LifecycleError> {
         let window = 1000 * self.config.triggers.drift_window_s as i64;
-        let totals = self
+        let Some(promoted_at) = self
             .store
-            .totals(Some(&self.config.experiment), now - window, now + 1)?;
+            .alias_history(&self.config.model)?
+            .into_iter()
+            .find(|c| c.alias == "production" && c.to_version == production.version)
+            .map(|c| c.at_ms)
+        else {
+            return Ok(None);
+        };
+        if now < promoted_at + 2 * window {
+            return Ok(None);
+        }
+        let min = self.config.triggers.min_drift_rows;
+        let (Some((baseline, n0)), Some((current, n1))) = (
+            self.online_metric(promoted_at, promoted_at + window)?,
+            self.online_metric(now - window, now + 1)?,
+        ) else {
+            return Ok(None);
+        };
+        if n0 < min || n1 < min || current >= baseline - drop {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::json!({
+            "model": production.reference,
+            "online_metric": current,
+            "observations": n1,
+            "at_promotion": baseline,
+            "observations_at_promotion": n0,
+            "drop": drop,
+        })))
+    }
+
+    /// Production's online success rate (binary) or outcome mean over `[from, to)`, with
+    /// its count.
+    fn online_metric(&self, from: i64, to: i64) -> Result<Option<(f64, u64)>, LifecycleError> {
+        let totals = self.store.totals(Some(&self.config.experiment), from, to)?;
         let Some(m) = totals
             .iter()
             .find(|t| t.variant == self.config.production_variant)
