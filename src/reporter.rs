@@ -152,14 +152,14 @@ pub struct ReporterStatus {
 }
 
 enum Command {
-    /// Snapshot now, deliver everything, then acknowledge.
-    Flush(Sender<Result<(), ReporterError>>),
+    /// Snapshot now, deliver everything by the deadline, then acknowledge.
+    Flush(Instant, Sender<Result<(), ReporterError>>),
     /// Poll control now, then acknowledge.
     SyncControl(Sender<Result<(), ReporterError>>),
-    /// The agent's last snapshot: deliver everything and exit.
-    Final(Box<Snapshot>, Option<Sender<()>>),
-    /// Deliver everything and exit (the agent lives on).
-    Stop(Sender<()>),
+    /// The agent's last snapshot: deliver everything by the deadline and exit.
+    Final(Box<Snapshot>, Instant, Option<Sender<()>>),
+    /// Deliver everything by the deadline and exit (the agent lives on).
+    Stop(Instant, Sender<()>),
 }
 
 /// Handle on a reporter thread. Dropping it detaches the thread, which runs as long as the
@@ -194,6 +194,11 @@ impl Reporter {
         if config.interval.is_zero() || config.control_interval.is_zero() {
             return Err(ReporterError::Config("intervals must be above zero".into()));
         }
+        if config.timeout < Duration::from_millis(50) {
+            return Err(ReporterError::Config(
+                "timeout must be at least 50 ms".into(),
+            ));
+        }
         // reqwest is built without a TLS provider of its own; install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
@@ -210,6 +215,7 @@ impl Reporter {
             loader,
             client,
             agent_id: agent_id.clone(),
+            boot: entropy() >> 16,
             next_seq: 0,
             in_flight: None,
             accumulating: None,
@@ -252,7 +258,11 @@ impl Reporter {
     /// [`ReporterError::Deadline`] when something is still pending at the deadline (it stays
     /// pending and is retried), [`ReporterError::Stopped`] after the thread exited.
     pub fn flush(&self, deadline: Duration) -> Result<(), ReporterError> {
-        self.ask(Command::Flush, deadline)
+        let until = Instant::now() + deadline;
+        self.ask(
+            |ack| Command::Flush(until, ack),
+            deadline + Duration::from_millis(200),
+        )
     }
 
     /// Polls the control document now and applies it when it changed.
@@ -285,8 +295,9 @@ impl Reporter {
     /// stops the thread and waits for it.
     pub fn stop(mut self) {
         let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::Stop(tx)).is_ok() {
-            let _ = rx.recv_timeout(self.flush_deadline + Duration::from_secs(1));
+        let until = Instant::now() + self.flush_deadline;
+        if self.commands.send(Command::Stop(until, tx)).is_ok() {
+            let _ = rx.recv_timeout(self.flush_deadline + Duration::from_millis(500));
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -303,12 +314,20 @@ fn install_drop_hook<M>(
     agent.set_drop_hook(Box::new(move |last: Snapshot| {
         if std::thread::current().id() == reporter_thread {
             // The reporter held the last reference: it picks the snapshot up itself.
-            let _ = commands.send(Command::Final(Box::new(last), None));
+            let _ = commands.send(Command::Final(
+                Box::new(last),
+                Instant::now() + deadline,
+                None,
+            ));
             return;
         }
         let (tx, rx) = mpsc::channel();
         if commands
-            .send(Command::Final(Box::new(last), Some(tx)))
+            .send(Command::Final(
+                Box::new(last),
+                Instant::now() + deadline,
+                Some(tx),
+            ))
             .is_ok()
         {
             let _ = rx.recv_timeout(deadline + Duration::from_millis(500));
@@ -343,6 +362,7 @@ fn new_agent_id() -> String {
 /// The outcome of one HTTP attempt.
 enum Sent {
     Delivered,
+    TooLarge(String),
     Refused(String),
     Retry(String),
 }
@@ -353,9 +373,11 @@ struct Worker<M> {
     client: reqwest::blocking::Client,
     config: ReporterConfig,
     agent_id: String,
+    boot: u64,
     next_seq: u64,
-    /// Sent at least once: retried unchanged.
-    in_flight: Option<(String, Vec<u8>)>,
+    /// Sent at least once: retried unchanged (kept decoded too, to shed its labelled
+    /// records if the sidecar finds it too large).
+    in_flight: Option<(Report, Vec<u8>)>,
     /// Never sent: later snapshots merge into it.
     accumulating: Option<Report>,
     load_errors: Vec<LoadFailure>,
@@ -393,16 +415,14 @@ impl<M: Send + Sync + 'static> Worker<M> {
             }
             let wait = wake.saturating_duration_since(Instant::now());
             match commands.recv_timeout(wait) {
-                Ok(Command::Flush(ack)) => {
-                    let deadline = Instant::now() + self.config.flush_deadline;
+                Ok(Command::Flush(deadline, ack)) => {
                     self.take_snapshot();
                     let _ = ack.send(self.deliver_until(deadline));
                 }
                 Ok(Command::SyncControl(ack)) => {
                     let _ = ack.send(self.poll_control());
                 }
-                Ok(Command::Final(last, ack)) => {
-                    let deadline = Instant::now() + self.config.flush_deadline;
+                Ok(Command::Final(last, deadline, ack)) => {
                     self.push(*last);
                     let _ = self.deliver_until(deadline);
                     if let Some(ack) = ack {
@@ -410,8 +430,7 @@ impl<M: Send + Sync + 'static> Worker<M> {
                     }
                     return;
                 }
-                Ok(Command::Stop(ack)) => {
-                    let deadline = Instant::now() + self.config.flush_deadline;
+                Ok(Command::Stop(deadline, ack)) => {
                     self.take_snapshot();
                     let _ = self.deliver_until(deadline);
                     let _ = ack.send(());
@@ -447,7 +466,10 @@ impl<M: Send + Sync + 'static> Worker<M> {
         match &mut self.accumulating {
             Some(pending) => pending.absorb(&report),
             None => {
-                report.report_id = format!("{}-{}", self.agent_id, self.next_seq);
+                // The boot nonce keeps ids unique across restarts of an agent whose id is
+                // configured (a repeated id would be acknowledged as a duplicate and lost).
+                report.report_id =
+                    format!("{}-{:012x}-{}", self.agent_id, self.boot, self.next_seq);
                 self.next_seq += 1;
                 self.accumulating = Some(report);
             }
@@ -472,7 +494,7 @@ impl<M: Send + Sync + 'static> Worker<M> {
                     report.to_json()
                 };
                 match encoded {
-                    Ok(bytes) => self.in_flight = Some((report.report_id.clone(), bytes)),
+                    Ok(bytes) => self.in_flight = Some((report, bytes)),
                     Err(e) => {
                         self.note_error(format!("cannot encode report: {e}"));
                         lock(&self.status).reports_dropped += 1;
@@ -480,11 +502,35 @@ impl<M: Send + Sync + 'static> Worker<M> {
                     }
                 }
             }
-            let Some((id, bytes)) = &self.in_flight else {
+            let Some((report, bytes)) = &self.in_flight else {
                 return true;
             };
+            let id = report.report_id.clone();
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match self.send(bytes, timeout) {
+                Sent::TooLarge(reason) if !report.snapshot.labelled.records.is_empty() => {
+                    // The sidecar refused it before recording its id: the metrics go again
+                    // without the labelled records (their count stays).
+                    self.note_error(format!(
+                        "report {id} too large ({reason}): sending it without its labelled records"
+                    ));
+                    let mut smaller = report.clone();
+                    smaller.snapshot.labelled.records.clear();
+                    let encoded = if self.config.binary {
+                        smaller.to_binary()
+                    } else {
+                        smaller.to_json()
+                    };
+                    match encoded {
+                        Ok(bytes) => self.in_flight = Some((smaller, bytes)),
+                        Err(_) => self.in_flight = None,
+                    }
+                }
+                Sent::TooLarge(reason) => {
+                    self.note_error(format!("sidecar refused report {id}: {reason}"));
+                    self.in_flight = None;
+                    lock(&self.status).reports_dropped += 1;
+                }
                 Sent::Delivered => {
                     self.in_flight = None;
                     self.attempts = 0;
@@ -548,7 +594,7 @@ impl<M: Send + Sync + 'static> Worker<M> {
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body.to_vec());
         if let Some(t) = timeout {
-            request = request.timeout(t.clamp(Duration::from_millis(50), self.config.timeout));
+            request = request.timeout(t.max(Duration::from_millis(50)).min(self.config.timeout));
         }
         match request.send() {
             Ok(response) => {
@@ -559,6 +605,7 @@ impl<M: Send + Sync + 'static> Worker<M> {
                 let text = response.text().unwrap_or_default();
                 let reason = format!("{status}: {}", truncate(&text, 200));
                 match status.as_u16() {
+                    413 => Sent::TooLarge(reason),
                     401 | 403 | 408 | 429 => Sent::Retry(reason),
                     400..=499 => Sent::Refused(reason),
                     _ => Sent::Retry(reason),

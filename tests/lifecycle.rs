@@ -126,6 +126,7 @@ label = "label"
 holdout_fraction = 0.2
 training_window = 6000
 artifacts = "{}"
+step_retry_base_ms = 10
 {extra}
 "#,
         data_path().display(),
@@ -566,8 +567,10 @@ fn a_failing_trainer_fails_the_run_and_leaves_production() {
     );
     let run = s.store.run(outcome.run_id).unwrap().unwrap();
     assert_eq!(run.state, "failed");
-    let training = run.steps.iter().find(|x| x.name == "training").unwrap();
-    assert_eq!(training.state, "failed");
+    // Tried three times (two retries with backoff), each attempt recorded.
+    let attempts: Vec<_> = run.steps.iter().filter(|x| x.name == "training").collect();
+    assert_eq!(attempts.len(), 3, "{run:?}");
+    assert!(attempts.iter().all(|x| x.state == "failed"));
     assert_eq!(production(&s), Some(1));
     assert_eq!(served_model(&s).as_deref(), Some("elec@1"));
     assert_eq!(delivered(&s, NotificationKind::RunFailed), 1);

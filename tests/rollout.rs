@@ -463,6 +463,24 @@ fn a_sample_ratio_mismatch_holds_the_rollout_and_alerts() {
             .iter()
             .any(|d| d.subject.contains("sample ratio mismatch"))
     );
+    // An administrator stops the held rollout: production keeps all traffic, the run is
+    // rejected, and the next checks change nothing.
+    let run_id = lifecycle.rollout().unwrap().run_id;
+    assert_eq!(
+        lifecycle
+            .rollback(None, "ops", "the split is broken")
+            .unwrap(),
+        1
+    );
+    assert!(lifecycle.rollout().is_none());
+    for r in &fleet.reporters {
+        r.sync_control(Duration::from_secs(10)).unwrap();
+    }
+    assert_eq!(fleet.candidate_share(), 0.0);
+    assert!(fleet.round(Fault::None).is_none());
+    assert_eq!(fleet.candidate_share(), 0.0);
+    let run = fleet.sidecar.store().run(run_id).unwrap().unwrap();
+    assert_eq!(run.state, "rejected");
     let (failed, _) = fleet.finish();
     assert_eq!(failed, 0);
 }

@@ -135,9 +135,9 @@ impl LatencyHistogram {
             return None;
         }
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
+        let mut seen = 0u64;
         for &(bucket, count) in &self.buckets {
-            seen += count;
+            seen = seen.saturating_add(count);
             if seen >= rank {
                 return Some(bucket_value(bucket as usize));
             }

@@ -103,12 +103,16 @@ impl ErrorCounts {
     /// All errors.
     #[must_use]
     pub fn total(&self) -> u64 {
-        self.timeout
-            + self.overloaded
-            + self.invalid_input
-            + self.model
-            + self.internal
-            + self.other
+        [
+            self.timeout,
+            self.overloaded,
+            self.invalid_input,
+            self.model,
+            self.internal,
+            self.other,
+        ]
+        .iter()
+        .fold(0u64, |sum, n| sum.saturating_add(*n))
     }
 
     /// Adds another count.

@@ -1063,7 +1063,9 @@ fn parse_decision(body: &Bytes) -> Result<DecisionRequest, Box<Response>> {
 
 fn actor_of(request: &DecisionRequest) -> String {
     match request.actor.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => format!("admin:{}", &name[..name.len().min(64)]),
+        Some(name) if !name.is_empty() => {
+            format!("admin:{}", name.chars().take(64).collect::<String>())
+        }
         _ => "admin".to_owned(),
     }
 }

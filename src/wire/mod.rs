@@ -209,7 +209,34 @@ fn check_name(what: &str, name: &str, limits: &WireLimits) -> Result<(), WireErr
     Ok(())
 }
 
+/// Largest count one report may carry for a variant (2^48, about 2.8e14: far beyond any
+/// window, and far from overflowing when the sidecar adds windows up).
+pub const MAX_COUNT: u64 = 1 << 48;
+/// Largest magnitude of a continuous outcome's mean (so merged moments stay finite).
+pub const MAX_OUTCOME_MEAN: f64 = 1e15;
+
 fn check_metrics(at: &str, m: &VariantMetrics, limits: &WireLimits) -> Result<(), WireError> {
+    let counts = [
+        ("requests", m.requests),
+        ("errors", m.errors.total()),
+        ("latency count", m.latency.count()),
+        ("binary trials", m.binary.trials),
+        ("outcome count", m.outcome.count),
+        ("feature rows", m.feature_rows),
+    ];
+    for (what, n) in counts {
+        if n > MAX_COUNT {
+            return Err(WireError::Invalid(format!(
+                "{at}: {what} {n} is over the limit of {MAX_COUNT}"
+            )));
+        }
+    }
+    if m.outcome.mean.abs() > MAX_OUTCOME_MEAN || m.outcome.m2 > MAX_OUTCOME_MEAN * MAX_OUTCOME_MEAN
+    {
+        return Err(WireError::Invalid(format!(
+            "{at}: outcome moments out of range"
+        )));
+    }
     if !m.latency.is_valid() {
         return Err(WireError::Invalid(format!(
             "{at}: latency buckets out of range, unsorted or zero"
@@ -436,33 +463,37 @@ impl Report {
     }
 }
 
-/// Merges labelled batches: counts add; the records are concatenated and, past
-/// [`MAX_LABELLED`], thinned so that every record of the union keeps the same chance
-/// (each batch keeps a share proportional to what it saw).
+/// Merges labelled batches: counts add; each batch is thinned to the lowest keep rate of
+/// the two (and of the [`MAX_LABELLED`] cap), so every record of the union had the same
+/// chance to be kept.
 fn merge_labelled(mine: &mut crate::agent::LabelledBatch, theirs: &crate::agent::LabelledBatch) {
     let seen = mine.seen.saturating_add(theirs.seen);
-    if mine.records.len() + theirs.records.len() <= MAX_LABELLED {
-        mine.records.extend(theirs.records.iter().cloned());
-        mine.seen = seen;
-        return;
-    }
-    let share = |n: u64| -> usize {
-        ((MAX_LABELLED as f64) * (n as f64) / (seen.max(1) as f64)).round() as usize
+    let rate = |b: &crate::agent::LabelledBatch| {
+        if b.seen == 0 {
+            1.0
+        } else {
+            b.records.len() as f64 / b.seen as f64
+        }
     };
-    let keep_mine = share(mine.seen).min(mine.records.len());
-    let keep_theirs = (MAX_LABELLED - keep_mine).min(theirs.records.len());
+    let cap = MAX_LABELLED as f64 / seen.max(1) as f64;
+    let common = rate(mine).min(rate(theirs)).min(cap).min(1.0);
     // Every record of a batch is already a uniform sample of it: a stride keeps it uniform.
-    let thin = |records: &[crate::agent::LabelledRecord], keep: usize| {
+    let thin = |b: &crate::agent::LabelledBatch| -> Vec<crate::agent::LabelledRecord> {
+        let keep = ((b.seen as f64 * common).floor() as usize).min(b.records.len());
+        if keep == b.records.len() {
+            return b.records.clone();
+        }
         if keep == 0 {
             return Vec::new();
         }
-        let step = records.len() as f64 / keep as f64;
+        let step = b.records.len() as f64 / keep as f64;
         (0..keep)
-            .filter_map(|i| records.get((i as f64 * step) as usize).cloned())
-            .collect::<Vec<_>>()
+            .filter_map(|i| b.records.get((i as f64 * step) as usize).cloned())
+            .collect()
     };
-    let mut records = thin(&mine.records, keep_mine);
-    records.extend(thin(&theirs.records, keep_theirs));
+    let mut records = thin(mine);
+    records.extend(thin(theirs));
+    records.truncate(MAX_LABELLED);
     mine.records = records;
     mine.seen = seen;
 }

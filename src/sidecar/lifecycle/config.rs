@@ -18,6 +18,8 @@
 //! training_window = 20000           # train on at most the latest N rows (default: all)
 //! guardrails = { log_loss = 0.10 }  # no other metric may be >10% worse
 //! artifacts = "models"              # where trained artifacts go
+//! step_retries = 2                  # a failing training or evaluation is retried, with backoff
+//! step_retry_base_ms = 1000
 //!
 //! [lifecycle.trainer]
 //! kind = "linfa"                    # or "command" with command = [...] and timeout_s
@@ -36,7 +38,7 @@
 //! grace_period_s = 0
 //!
 //! [lifecycle.rollout]               # see `lifecycle::rollout`
-//! strategy = "gradual"              # or "ab" (fixed split) or "immediate"
+//! strategy = "gradual"              # or "canary"/"ab" (a fixed split: the first step) or "immediate"
 //! steps = [5, 25, 50, 100]
 //! step_duration_s = 600
 //! min_requests = 500
@@ -139,6 +141,19 @@ pub struct LifecycleConfig {
     /// How an approved candidate reaches traffic.
     #[serde(default)]
     pub rollout: RolloutConfig,
+    /// Extra attempts of a failing `loading`, `training` or `evaluating` step (default 2).
+    #[serde(default = "default_retries")]
+    pub step_retries: u32,
+    /// Wait before the first retry, ms; it doubles after each (default 1000).
+    #[serde(default = "default_retry_base")]
+    pub step_retry_base_ms: u64,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+fn default_retry_base() -> u64 {
+    1000
 }
 
 fn default_label_kind() -> LabelKind {

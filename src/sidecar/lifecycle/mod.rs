@@ -731,11 +731,12 @@ impl Lifecycle {
         kind: TriggerKind,
         evidence: serde_json::Value,
     ) -> Result<RunOutcome, LifecycleError> {
-        if self
-            .store
-            .active_runs()?
-            .iter()
-            .any(|r| r.state == "running")
+        if lock(&self.rollout).is_some()
+            || self
+                .store
+                .active_runs()?
+                .iter()
+                .any(|r| r.state == "running")
         {
             return Err(LifecycleError::Busy);
         }
@@ -790,6 +791,51 @@ impl Lifecycle {
         }
     }
 
+    /// Runs a step that may be repeated (it writes nothing but its own output): a failure
+    /// is retried `step_retries` times with doubling waits, each attempt recorded.
+    fn retried_step<T>(
+        &self,
+        run_id: i64,
+        name: &str,
+        mut f: impl FnMut() -> Result<(T, serde_json::Value), String>,
+    ) -> Result<T, LifecycleError> {
+        let mut attempt = 0u32;
+        loop {
+            let step_id =
+                self.store
+                    .add_step(run_id, name, serde_json::json!({"attempt": attempt + 1}))?;
+            match f() {
+                Ok((value, detail)) => {
+                    self.store.finish_step(step_id, "succeeded", detail)?;
+                    return Ok(value);
+                }
+                Err(reason) => {
+                    let _ = self.store.finish_step(
+                        step_id,
+                        "failed",
+                        serde_json::json!({"error": reason, "attempt": attempt + 1}),
+                    );
+                    if attempt >= self.config.step_retries {
+                        return Err(LifecycleError::StepFailed {
+                            run_id,
+                            step: name.into(),
+                            reason,
+                        });
+                    }
+                    let wait = self
+                        .config
+                        .step_retry_base_ms
+                        .saturating_mul(1u64 << attempt.min(16));
+                    tracing::warn!("run {run_id}: {name} failed ({reason}); retrying in {wait} ms");
+                    // Backoff between attempts of a failing step (the pipeline thread waits;
+                    // nothing else is blocked).
+                    std::thread::sleep(Duration::from_millis(wait));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
     /// Runs one step: `f` gets the step's id; its error fails the step and the run.
     fn step<T>(
         &self,
@@ -818,7 +864,7 @@ impl Lifecycle {
 
     fn pipeline(&self, run_id: i64, kind: TriggerKind) -> Result<RunOutcome, LifecycleError> {
         let now = self.clock.now_unix_ms();
-        let (train, holdout) = self.step(run_id, "loading", || {
+        let (train, holdout) = self.retried_step(run_id, "loading", || {
             let all = self.data()?;
             let shipped = self
                 .store
@@ -847,7 +893,7 @@ impl Lifecycle {
         })?;
 
         let output_dir = self.config.artifacts.clone();
-        let trained: TrainedModel = self.step(run_id, "training", || {
+        let trained: TrainedModel = self.retried_step(run_id, "training", || {
             let job = TrainingJob {
                 model_name: self.config.model.clone(),
                 run_id,
@@ -899,7 +945,7 @@ impl Lifecycle {
 
         let production = self.store.alias(&self.config.model, "production")?;
         let primary = self.config.primary();
-        let evaluation: EvaluationReport = self.step(run_id, "evaluating", || {
+        let evaluation: EvaluationReport = self.retried_step(run_id, "evaluating", || {
             let artifact = match &production {
                 Some(p) => Some(
                     ModelArtifact::load(Path::new(&p.artifact))
@@ -1062,6 +1108,7 @@ impl Lifecycle {
         let old = self.store.alias(&model, "production")?;
         let rollout = self.config.rollout.strategy != RolloutStrategy::Immediate
             && old.as_ref().is_some_and(|o| o.version != version);
+        self.notify_update(run_id, &reference, actor, reason, evaluation)?;
         if rollout {
             return self.start_rollout(
                 run_id,
@@ -1072,7 +1119,6 @@ impl Lifecycle {
                 reason,
             );
         }
-        self.notify_update(run_id, &reference, actor, reason, evaluation)?;
         self.commit_promotion(run_id, version, actor, reason, evaluation)
     }
 
@@ -1301,7 +1347,12 @@ impl Lifecycle {
                     version,
                 }],
                 control: Some(control),
-                run: None,
+                // An approved run that waited for review is running again.
+                run: Some((
+                    run_id,
+                    "running".into(),
+                    serde_json::json!({"rollout": reference}),
+                )),
             })
         })?;
         let now = self.clock.now_unix_ms();
@@ -1405,6 +1456,11 @@ impl Lifecycle {
                 Ok(None)
             }
             RolloutAction::NextStep { percent } => {
+                // Held through the commit: a rollback that took the rollout meanwhile wins.
+                let mut guard = lock(&self.rollout);
+                if guard.as_ref().map(|r| r.run_id) != Some(state.run_id) {
+                    return Ok(None);
+                }
                 self.control.decide(|current| {
                     let control =
                         self.control_canary(current, percent, &state.reference, &state.artifact)?;
@@ -1419,11 +1475,12 @@ impl Lifecycle {
                         run: None,
                     })
                 })?;
-                if let Some(s) = lock(&self.rollout).as_mut() {
+                if let Some(s) = guard.as_mut() {
                     s.step += 1;
                     s.step_started_ms = now;
                     s.srm_alerted = false;
                 }
+                drop(guard);
                 tracing::info!("rollout of {}: {percent}%", state.reference);
                 self.notify(
                     NotificationKind::Other,
@@ -1434,10 +1491,17 @@ impl Lifecycle {
                 Ok(None)
             }
             RolloutAction::Promote { reason } => {
-                *lock(&self.rollout) = None;
-                self.finish_rollout_step(state.run_id, "succeeded", &detail);
                 self.notify_update(state.run_id, &state.reference, "sidecar", &reason, None)?;
+                // The state is cleared only once the promotion committed; a rollback during
+                // the grace period wins.
+                let mut guard = lock(&self.rollout);
+                if guard.as_ref().map(|r| r.run_id) != Some(state.run_id) {
+                    return Ok(None);
+                }
+                self.finish_rollout_step(state.run_id, "succeeded", &detail);
                 self.commit_promotion(state.run_id, state.version, "sidecar", &reason, None)?;
+                *guard = None;
+                drop(guard);
                 Ok(Some(RunOutcome {
                     run_id: state.run_id,
                     state: "succeeded".into(),
@@ -1448,8 +1512,10 @@ impl Lifecycle {
             }
             RolloutAction::Rollback { reason } | RolloutAction::Inconclusive { reason } => {
                 let inconclusive = matches!(check.action, RolloutAction::Inconclusive { .. });
-                *lock(&self.rollout) = None;
-                self.finish_rollout_step(state.run_id, "failed", &detail);
+                let mut guard = lock(&self.rollout);
+                if guard.as_ref().map(|r| r.run_id) != Some(state.run_id) {
+                    return Ok(None);
+                }
                 let production = self
                     .store
                     .alias(&self.config.model, "production")?
@@ -1485,6 +1551,9 @@ impl Lifecycle {
                         )),
                     })
                 })?;
+                *guard = None;
+                drop(guard);
+                self.finish_rollout_step(state.run_id, "failed", &detail);
                 tracing::warn!("rollout of {} ended: {reason}", state.reference);
                 self.notify(
                     if inconclusive {
@@ -1553,7 +1622,14 @@ impl Lifecycle {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
-        let _guard = lock(&self.running);
+        let Ok(_guard) = self.running.try_lock() else {
+            return Err(LifecycleError::Busy);
+        };
+        if lock(&self.rollout).is_some() {
+            return Err(LifecycleError::Refused(
+                "a rollout is in progress: roll it back or let it finish first".into(),
+            ));
+        }
         let (run, version) = self.pending_run(run_id)?;
         self.store.add_step(
             run_id,
@@ -1587,7 +1663,9 @@ impl Lifecycle {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
-        let _guard = lock(&self.running);
+        let Ok(_guard) = self.running.try_lock() else {
+            return Err(LifecycleError::Busy);
+        };
         let (_, version) = self.pending_run(run_id)?;
         let reference = format!("{}@{version}", self.config.model);
         self.control.decide(|_| {
@@ -1635,17 +1713,14 @@ impl Lifecycle {
             .store
             .alias(&model, "production")?
             .ok_or_else(|| LifecycleError::Refused(format!("{model} has no production version")))?;
-        if to.is_none() {
-            let _guard = lock(&self.running);
-            let active = lock(&self.rollout).take();
-            if let Some(state) = active {
-                // A rollout in progress: stop it, production keeps all traffic.
-                self.finish_rollout_step(
-                    state.run_id,
-                    "failed",
-                    &serde_json::json!({"stopped_by": actor}),
-                );
-                self.control.decide(|doc| {
+        // Holding the rollout through the commit: the rollout's own decisions check it.
+        let mut rollout_guard = lock(&self.rollout);
+        let active = rollout_guard.clone();
+        if to.is_none()
+            && let Some(state) = active
+        {
+            // A rollout in progress: stop it, production keeps all traffic.
+            self.control.decide(|doc| {
                     let control =
                         self.control_production_only(doc, &current.reference, &current.artifact)?;
                     Ok::<_, LifecycleError>(DecisionCommit {
@@ -1663,14 +1738,20 @@ impl Lifecycle {
                         )),
                     })
                 })?;
-                self.notify(
-                    NotificationKind::Rollback,
-                    format!("rollout of {} stopped by {actor}", state.reference),
-                    format!("{reason}\n{} serves all traffic.", current.reference),
-                    serde_json::json!({"run_id": state.run_id}),
-                );
-                return Ok(current.version);
-            }
+            *rollout_guard = None;
+            drop(rollout_guard);
+            self.finish_rollout_step(
+                state.run_id,
+                "failed",
+                &serde_json::json!({"stopped_by": actor}),
+            );
+            self.notify(
+                NotificationKind::Rollback,
+                format!("rollout of {} stopped by {actor}", state.reference),
+                format!("{reason}\n{} serves all traffic.", current.reference),
+                serde_json::json!({"run_id": state.run_id}),
+            );
+            return Ok(current.version);
         }
         let target = match to {
             Some(v) => self
@@ -1717,9 +1798,24 @@ impl Lifecycle {
                     },
                 ],
                 control: Some(control),
-                run: None,
+                // A rollout in progress ends with this rollback.
+                run: active.as_ref().map(|st| {
+                    (
+                        st.run_id,
+                        "rejected".to_owned(),
+                        serde_json::json!({"reason": reason, "rolled_back_by": actor}),
+                    )
+                }),
             })
         })?;
+        if let Some(st) = rollout_guard.take() {
+            self.finish_rollout_step(
+                st.run_id,
+                "failed",
+                &serde_json::json!({"stopped_by": actor}),
+            );
+        }
+        drop(rollout_guard);
         self.notify(
             NotificationKind::Rollback,
             format!("rolled back to {}", target.reference),

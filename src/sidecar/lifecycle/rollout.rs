@@ -21,9 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::VariantMetrics;
 use crate::stats::srm::srm_test;
-use crate::stats::{
-    Decision, Direction, Experiment, Guardrail, MetricKind, Policy, Sample, Variant,
-};
+use crate::stats::{Decision, Direction, Experiment, MetricKind, Policy, Sample, Variant};
 
 fn default_steps() -> Vec<f64> {
     vec![5.0, 25.0, 50.0, 100.0]
@@ -59,6 +57,9 @@ pub enum RolloutStrategy {
     Gradual,
     /// A fixed split (the first step's percent) until the A/B decision.
     Ab,
+    /// A fixed small percent (the first step's) until the A/B decision: `ab` with a
+    /// canary's share.
+    Canary,
     /// All traffic at once.
     Immediate,
 }
@@ -139,6 +140,12 @@ impl RolloutConfig {
         }
         if self.strategy == RolloutStrategy::Gradual && self.steps.last() != Some(&100.0) {
             return Err("lifecycle.rollout.steps must end at 100 for a gradual rollout".into());
+        }
+        if self.strategy != RolloutStrategy::Immediate && self.steps[0] >= 100.0 {
+            return Err(
+                "lifecycle.rollout.steps must start below 100: the first step compares the candidate with production"
+                    .into(),
+            );
         }
         if !(self.alpha > 0.0 && self.alpha < 1.0 && self.srm_alpha > 0.0 && self.srm_alpha < 1.0) {
             return Err("lifecycle.rollout alpha and srm_alpha must be in (0, 1)".into());
@@ -333,14 +340,10 @@ pub fn check(
             margin: config.margin,
             min_sample: min,
             max_duration: Some(std::time::Duration::from_secs(config.max_duration_s)),
-            guardrails: vec![Guardrail {
-                metric: "error_rate".into(),
-                direction: Direction::LowerIsBetter,
-                max_regression: config.max_error_rate_increase,
-            }],
+            // The error-rate guardrail is checked above, in absolute points.
+            guardrails: Vec::new(),
             ..Policy::default()
         };
-        let errors = |m: &VariantMetrics| Sample::binary(m.requests, m.errors.total());
         // The split changes from step to step, so the policy is given the observed share of
         // the primary metric's observations (its own SRM test cannot fire); the SRM that
         // matters is tested above, within a step where the split is fixed.
@@ -348,12 +351,8 @@ pub fn check(
             Sample::Binary { n, .. } | Sample::Continuous { n, .. } => (*n).max(1) as f64,
         };
         let share = n(&c) / (n(&p) + n(&c));
-        let mut control = Variant::new("production", 1.0 - share, p);
-        let mut challenger = Variant::new("candidate", share, c);
-        if let (Ok(ep), Ok(ec)) = (errors(production), errors(candidate)) {
-            control = control.with_guardrail("error_rate", ep);
-            challenger = challenger.with_guardrail("error_rate", ec);
-        }
+        let control = Variant::new("production", 1.0 - share, p);
+        let challenger = Variant::new("candidate", share, c);
         let experiment = Experiment {
             variants: vec![control, challenger],
             control: 0,

@@ -286,22 +286,30 @@ impl Store {
         if labelled.seen > 0 {
             let seen = i64::try_from(labelled.seen)
                 .map_err(|_| StoreError::Invalid("labelled count out of range".into()))?;
-            tx.prepare_cached(
-                "INSERT INTO labelled_batches (report_id, agent_id, window_end_ms, seen, kept)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                report.report_id,
-                report.agent_id,
-                report.snapshot.window_end_ms,
-                seen,
-                labelled.records.len() as i64
-            ])?;
+            // A report id seen again after `prune_report_ids` forgot it: its records are
+            // already here, so they are not added twice.
+            let fresh = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO labelled_batches
+                         (report_id, agent_id, window_end_ms, seen, kept)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    report.report_id,
+                    report.agent_id,
+                    report.snapshot.window_end_ms,
+                    seen,
+                    labelled.records.len() as i64
+                ])?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO labelled_records (report_id, at_ms, features, label)
                  VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for r in &labelled.records {
+            for r in labelled
+                .records
+                .iter()
+                .take(if fresh == 0 { 0 } else { usize::MAX })
+            {
                 let features = serde_json::to_string(&r.features)
                     .map_err(|e| StoreError::Invalid(format!("labelled record: {e}")))?;
                 insert.execute(params![report.report_id, r.at_ms, features, r.label])?;
