@@ -195,8 +195,11 @@ strategy = "immediate"
     );
 
     // Run 1: no production yet, so the first model is promoted.
-    let (ok, out, err) = cli(&url, &["retrain", "--reason", "first model"]);
+    // `--wait` follows the run: one line per step when the output is not a terminal.
+    let (ok, out, err) = cli(&url, &["retrain", "--reason", "first model", "--wait"]);
     assert!(ok, "{out}{err}");
+    assert!(out.contains("run 1 step training succeeded"), "{out}");
+    assert!(out.contains("run 1 ended succeeded"), "{out}");
     let first = wait_run(&url, 1);
     assert_eq!(first.state, "succeeded", "{first:?}");
     reporter.sync_control(Duration::from_secs(10)).unwrap();

@@ -794,3 +794,33 @@ fn training_data_from_csv_matches_the_source() {
     assert_eq!(train_part.len() + holdout.len(), data.len());
     assert!(train_part.timestamps().last() < holdout.timestamps().first());
 }
+
+#[test]
+fn command_trainer_reads_back_a_metrics_json() {
+    let dir = TempDir::new("cmd-metrics");
+    let data = small_binary();
+    let script = format!(
+        r#"set -e
+cat > "$2" <<'JSON'
+{ARTIFACT}
+JSON
+echo '{{"auc": 0.91, "cv_folds": 5}}' > "$MODELGATE_METRICS""#
+    );
+    let (trained, _) = train(&sh(&script), &job("ext", &data, &dir.0));
+    assert_eq!(trained.artifact.metrics.get("auc"), Some(&0.91));
+    assert_eq!(trained.artifact.metrics.get("cv_folds"), Some(&5.0));
+    // A metrics file that is not an object of numbers is refused.
+    let bad = format!(
+        r#"set -e
+cat > "$2" <<'JSON'
+{ARTIFACT}
+JSON
+echo '{{"auc": "high"}}' > "$MODELGATE_METRICS""#
+    );
+    let job = job("ext", &data, &dir.0);
+    let result = sh(&bad).train(&job, &mut |_| {});
+    assert!(
+        matches!(result, Err(TrainError::InvalidArtifact { .. })),
+        "{result:?}"
+    );
+}

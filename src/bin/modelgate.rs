@@ -155,6 +155,10 @@ enum Command {
         /// Why (recorded in the audit log).
         #[arg(long)]
         reason: String,
+        /// Follow the run until it ends: a progress line on a terminal, one line per step
+        /// otherwise.
+        #[arg(long)]
+        wait: bool,
         /// The sidecar's URL.
         #[arg(long, default_value = "http://127.0.0.1:7070")]
         url: String,
@@ -184,6 +188,10 @@ enum Command {
         /// Rows v1 is trained on.
         #[arg(long, default_value_t = 4_000)]
         first_period: usize,
+        /// Replay speed: data rows per round (48 half-hours = one simulated day between
+        /// lifecycle checks; more is faster and coarser).
+        #[arg(long, default_value_t = 48)]
+        speed: usize,
         /// Requests per data row (distinct users).
         #[arg(long, default_value_t = 12)]
         users_per_row: usize,
@@ -279,7 +287,7 @@ fn main() -> ExitCode {
         Command::Rollback { to, reason, url } => {
             admin(&url, |c| c.rollback(to, &reason)).map(print_json)
         }
-        Command::Retrain { reason, url } => admin(&url, |c| c.retrain(&reason)).map(print_json),
+        Command::Retrain { reason, wait, url } => retrain(&url, &reason, wait),
         Command::Runs { limit, json, url } => admin(&url, |c| c.runs(limit)).map(|runs| {
             if json {
                 print_json(serde_json::to_value(&runs).unwrap_or_default());
@@ -291,6 +299,7 @@ fn main() -> ExitCode {
             data,
             rows,
             first_period,
+            speed,
             users_per_row,
             threads,
             seed,
@@ -314,6 +323,7 @@ fn main() -> ExitCode {
             let mut options = modelgate::sidecar::demo::DemoOptions::new(data, dir);
             options.rows = rows;
             options.first_period = first_period;
+            options.rows_per_round = speed.max(1);
             options.users_per_row = users_per_row.max(1);
             options.threads = threads.max(1);
             options.seed = seed;
@@ -367,6 +377,75 @@ fn admin<T>(
     let client =
         modelgate::sidecar::client::AdminClient::new(url, &token).map_err(|e| e.to_string())?;
     call(&client).map_err(|e| e.to_string())
+}
+
+/// Queues a run and, with `wait`, follows it step by step until it leaves `running`.
+fn retrain(url: &str, reason: &str, wait: bool) -> Result<(), String> {
+    use std::io::IsTerminal as _;
+    let before = admin(url, |c| c.runs(1))?.first().map_or(0, |r| r.id);
+    let answer = admin(url, |c| c.retrain(reason))?;
+    if !wait {
+        print_json(answer);
+        return Ok(());
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let started = std::time::Instant::now();
+    let mut printed = 0usize;
+    loop {
+        let run = admin(url, |c| c.runs(1))?
+            .into_iter()
+            .next()
+            .filter(|r| r.id > before);
+        if let Some(run) = &run {
+            if terminal {
+                let current = run
+                    .steps
+                    .last()
+                    .map_or("queued".to_owned(), |s| format!("{} {}", s.name, s.state));
+                print!(
+                    "\r\x1b[2Krun {} [{}/{} steps] {current} ({:.0} s)",
+                    run.id,
+                    run.steps.iter().filter(|s| s.state != "running").count(),
+                    run.steps.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = std::io::stdout().flush();
+            } else {
+                for step in run
+                    .steps
+                    .iter()
+                    .filter(|s| s.state != "running")
+                    .skip(printed)
+                {
+                    println!("run {} step {} {}", run.id, step.name, step.state);
+                    printed += 1;
+                }
+            }
+            if run.state != "running" {
+                if terminal {
+                    println!();
+                }
+                println!(
+                    "run {} ended {}: {}",
+                    run.id,
+                    run.state,
+                    run.outcome
+                        .as_ref()
+                        .map(|o| o.to_string())
+                        .unwrap_or_default()
+                );
+                return if run.state == "failed" {
+                    Err(format!("run {} failed", run.id))
+                } else {
+                    Ok(())
+                };
+            }
+        }
+        if started.elapsed() > std::time::Duration::from_secs(24 * 3600) {
+            return Err("gave up waiting after 24 h".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 fn print_json(value: serde_json::Value) {

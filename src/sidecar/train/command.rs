@@ -43,7 +43,10 @@ const STDERR_GRACE: Duration = Duration::from_secs(2);
 /// 3. kills it (on Unix its whole process group) when it runs longer than `timeout`;
 /// 4. deletes the data file, then reads the artifact the program wrote at the output path,
 ///    validates it and checks that it fits the job: its features are among the job's, its
-///    label kind and positive value are the job's.
+///    label kind and positive value are the job's;
+/// 5. if the program also wrote a metrics JSON object (name → number) at `{metrics}` /
+///    `MODELGATE_METRICS` (`{output_dir}/{name}-run{run_id}.metrics.json`), merges it into
+///    the artifact's `metrics` (non-numbers or non-finite values are an error).
 ///
 /// A failure to start, a non-zero exit, a timeout, or a missing or invalid artifact is a
 /// [`TrainError`] with the log path and the last lines of stderr.
@@ -293,6 +296,7 @@ impl Trainer for CommandTrainer {
                 });
             }
         }
+        let _ = std::fs::remove_file(metrics_path_of(&output));
         let result = write_data_csv(job, &columns, &data_path)
             .and_then(|()| self.run(job, &data_path, &output, &log_path, progress));
         let _ = std::fs::remove_file(&data_path);
@@ -305,7 +309,27 @@ impl Trainer for CommandTrainer {
             stderr_tail: stderr_tail.clone(),
         };
         let bytes = read_artifact(&output).map_err(invalid)?;
-        let artifact = ModelArtifact::from_json(&bytes).map_err(invalid)?;
+        let mut artifact = ModelArtifact::from_json(&bytes).map_err(invalid)?;
+        let metrics_path = metrics_path_of(&output);
+        if let Ok(text) = std::fs::read(&metrics_path) {
+            let _ = std::fs::remove_file(&metrics_path);
+            let metrics: std::collections::BTreeMap<String, f64> = serde_json::from_slice(&text)
+                .map_err(|e| {
+                    invalid(ArtifactError::Inconsistent {
+                        field: "metrics JSON",
+                        reason: format!(
+                            "{}: {e} (expected an object of numbers)",
+                            metrics_path.display()
+                        ),
+                    })
+                })?;
+            if let Some((name, _)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(invalid(ArtifactError::NonFinite {
+                    field: format!("metrics JSON `{name}`"),
+                }));
+            }
+            artifact.metrics.extend(metrics);
+        }
         fits_job(&artifact, job).map_err(invalid)?;
         let sha256 = sha256_hex(&bytes);
         progress(TrainProgress::ArtifactWritten {
@@ -342,9 +366,12 @@ impl CommandTrainer {
             .map_err(log_io)?;
         let run_id = job.run_id.to_string();
         let (data_s, output_s) = (data.to_string_lossy(), output.to_string_lossy());
+        let metrics_path = metrics_path_of(output);
+        let metrics_s = metrics_path.to_string_lossy();
         let values = [
             ("data", data_s.as_ref()),
             ("output", output_s.as_ref()),
+            ("metrics", metrics_s.as_ref()),
             ("run_id", run_id.as_str()),
             ("name", job.model_name.as_str()),
         ];
@@ -356,6 +383,7 @@ impl CommandTrainer {
             .args(&args)
             .env("MODELGATE_DATA", data)
             .env("MODELGATE_OUTPUT", output)
+            .env("MODELGATE_METRICS", &metrics_path)
             .env("MODELGATE_RUN_ID", &run_id)
             .env("MODELGATE_MODEL_NAME", &job.model_name)
             .env(
@@ -500,6 +528,11 @@ fn fits_job(artifact: &ModelArtifact, job: &TrainingJob<'_>) -> Result<(), Artif
         });
     }
     Ok(())
+}
+
+/// Where a command may write its metrics JSON, next to the artifact.
+fn metrics_path_of(output: &Path) -> std::path::PathBuf {
+    output.with_extension("metrics.json")
 }
 
 #[cfg(test)]
