@@ -14,7 +14,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::TempDir;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Oracle, Rng};
@@ -40,24 +41,6 @@ const ELEC2_FEATURES: [&str; 6] = [
     "vicdemand",
     "transfer",
 ];
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("modelgate-train-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn elec2(positive: &str) -> TrainingData {
     let spec = CsvSpec {
