@@ -1061,6 +1061,24 @@ fn parse_decision(body: &Bytes) -> Result<DecisionRequest, Box<Response>> {
     Ok(request)
 }
 
+/// What every write call of the lifecycle checks first: the admin token, a lifecycle, a
+/// body with a reason. Gives the lifecycle, the request and the actor's name.
+fn decision_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Arc<Lifecycle>, DecisionRequest, String), Box<Response>> {
+    if !is_admin(state, headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    let Some(handle) = &state.lifecycle else {
+        return Err(Box::new(no_lifecycle()));
+    };
+    let request = parse_decision(body)?;
+    let actor = actor_of(&request);
+    Ok((handle.lifecycle.clone(), request, actor))
+}
+
 fn actor_of(request: &DecisionRequest) -> String {
     match request.actor.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => {
@@ -1077,18 +1095,10 @@ async fn review(
     body: Bytes,
     approve: bool,
 ) -> Response {
-    if !is_admin(&state, &headers) {
-        return unauthorized();
-    }
-    let Some(handle) = &state.lifecycle else {
-        return no_lifecycle();
-    };
-    let request = match parse_decision(&body) {
-        Ok(r) => r,
+    let (lifecycle, request, actor) = match decision_call(&state, &headers, &body) {
+        Ok(call) => call,
         Err(response) => return *response,
     };
-    let lifecycle = handle.lifecycle.clone();
-    let actor = actor_of(&request);
     let done = tokio::task::spawn_blocking(move || {
         if approve {
             lifecycle.approve(id, &actor, &request.reason)
@@ -1131,18 +1141,10 @@ async fn post_rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !is_admin(&state, &headers) {
-        return unauthorized();
-    }
-    let Some(handle) = &state.lifecycle else {
-        return no_lifecycle();
-    };
-    let request = match parse_decision(&body) {
-        Ok(r) => r,
+    let (lifecycle, request, actor) = match decision_call(&state, &headers, &body) {
+        Ok(call) => call,
         Err(response) => return *response,
     };
-    let lifecycle = handle.lifecycle.clone();
-    let actor = actor_of(&request);
     let done = tokio::task::spawn_blocking(move || {
         lifecycle.rollback(request.to, &actor, &request.reason)
     })
@@ -1159,17 +1161,14 @@ async fn post_retrain(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !is_admin(&state, &headers) {
-        return unauthorized();
-    }
+    let (_, request, actor) = match decision_call(&state, &headers, &body) {
+        Ok(call) => call,
+        Err(response) => return *response,
+    };
     let Some(handle) = &state.lifecycle else {
         return no_lifecycle();
     };
-    let request = match parse_decision(&body) {
-        Ok(r) => r,
-        Err(response) => return *response,
-    };
-    let reason = format!("{} asked: {}", actor_of(&request), request.reason);
+    let reason = format!("{actor} asked: {}", request.reason);
     match handle.commands.send(LifecycleCommand::Retrain(reason)) {
         Ok(()) => (
             StatusCode::ACCEPTED,
