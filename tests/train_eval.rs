@@ -58,6 +58,7 @@ fn job<'a>(name: &str, data: &'a TrainingData, dir: &Path) -> TrainingJob<'a> {
     TrainingJob {
         model_name: name.into(),
         run_id: 7,
+        run_key: format!("{name}-run7"),
         data,
         features: data.features().to_vec(),
         label: data.label().clone(),

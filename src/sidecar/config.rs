@@ -210,6 +210,13 @@ impl SidecarConfig {
             Some(mut l) => {
                 l.data = resolve(base, &l.data);
                 l.artifacts = resolve(base, &l.artifacts);
+                if let crate::sidecar::lifecycle::config::TrainerConfig::Airflow(a) = &mut l.trainer
+                {
+                    a.exchange_dir = resolve(base, &a.exchange_dir);
+                    if let Some(file) = &a.password_file {
+                        a.password_file = Some(resolve(base, file));
+                    }
+                }
                 l.validate().map_err(SidecarConfigError::Invalid)?;
                 Some(l)
             }

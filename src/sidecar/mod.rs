@@ -10,8 +10,9 @@
 //! * [`client`]: a blocking admin-API client for the CLI.
 //! * [`notify`]: notifications to administrators (email, webhook, log fallback).
 //! * [`prometheus`]: the `/metrics` exposition.
-//! * [`train`]: training data, the [`train::Trainer`] trait, the in-process linfa trainer and
-//!   the external-command trainer.
+//! * [`train`]: training data, the [`train::Trainer`] trait, the in-process linfa trainer,
+//!   the external-command trainer, the Airflow trainer (a DAG run per attempt, resumed
+//!   after a restart) and the one-shot training behind `modelgate train`.
 //! * [`evaluate`]: holdout metrics (accuracy, AUC, log loss, F1, RMSE, MAE) and the
 //!   candidate-versus-production comparison.
 

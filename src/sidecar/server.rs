@@ -937,12 +937,27 @@ fn start_lifecycle(
     if !recovered.is_empty() {
         tracing::warn!("runs {recovered:?} were interrupted by a restart and are marked failed");
     }
+    let resuming = lifecycle.resumable_runs();
+    if !resuming.is_empty() {
+        tracing::warn!("runs {resuming:?} were interrupted during training and will be resumed");
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let interval = std::time::Duration::from_secs(config.triggers.check_interval_s);
     let worker = lifecycle.clone();
     let thread = std::thread::Builder::new()
         .name("modelgate-lifecycle".into())
         .spawn(move || {
+            for outcome in worker.resume_interrupted() {
+                match outcome {
+                    Ok(outcome) => tracing::info!(
+                        "resumed run {} ended {}: {}",
+                        outcome.run_id,
+                        outcome.state,
+                        outcome.reason
+                    ),
+                    Err(e) => tracing::warn!("resuming a run failed: {e}"),
+                }
+            }
             loop {
                 match rx.recv_timeout(interval) {
                     Ok(LifecycleCommand::Stop)

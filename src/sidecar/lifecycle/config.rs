@@ -22,7 +22,8 @@
 //! step_retry_base_ms = 1000
 //!
 //! [lifecycle.trainer]
-//! kind = "linfa"                    # or "command" with command = [...] and timeout_s
+//! kind = "linfa"                    # or "command" with command = [...] and timeout_s,
+//!                                   # or "airflow" with url, dag_id, exchange_dir, ...
 //!
 //! [lifecycle.triggers]
 //! schedule = "0 0 1 * *"            # cron, monthly by default; "" turns it off
@@ -170,6 +171,8 @@ pub enum TrainerConfig {
         #[serde(default)]
         alpha: Option<f64>,
     },
+    /// An Apache Airflow DAG run (see [`AirflowTrainer`](crate::sidecar::train::AirflowTrainer)).
+    Airflow(crate::sidecar::train::AirflowConfig),
     /// An external command.
     Command {
         /// Program and arguments; `{data}`, `{output}`, `{run_id}` are substituted.
@@ -314,6 +317,9 @@ impl LifecycleConfig {
             && command.is_empty()
         {
             return Err("lifecycle.trainer.command must name a program".into());
+        }
+        if let TrainerConfig::Airflow(airflow) = &self.trainer {
+            airflow.validate().map_err(|e| format!("lifecycle.{e}"))?;
         }
         Ok(())
     }

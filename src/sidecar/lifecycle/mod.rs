@@ -20,7 +20,10 @@
 //!   poll. **Rollback** does the same towards `previous` (or a chosen version).
 //! * **Restart**: a run left `running` by a stopped sidecar is marked failed (with a
 //!   notification) when the lifecycle starts again; runs waiting for review keep waiting.
-//!   A decision is one transaction, so it is never half applied.
+//!   The exception is a run stopped in a training step whose trainer works elsewhere (an
+//!   Airflow DAG run, [`Trainer::resumes_runs`]): its attempt key is persisted with the
+//!   step, so [`Lifecycle::resume_interrupted`] follows the same external run and carries
+//!   the run on to its decision. A decision is one transaction, so it is never half applied.
 
 pub mod config;
 pub mod rollout;
@@ -40,7 +43,8 @@ use super::evaluate::{self, EvaluationReport, Metric};
 use super::notify::{Notification, NotificationKind, Notifier};
 use super::store::{AliasMove, DecisionCommit, NewAudit, NewModel, RunRecord, Store, StoreError};
 use super::train::{
-    CommandTrainer, CsvSpec, LinfaTrainer, TrainedModel, Trainer, TrainingData, TrainingJob,
+    AirflowTrainer, CommandTrainer, CsvSpec, LinfaTrainer, TrainedModel, Trainer, TrainingData,
+    TrainingJob,
 };
 use crate::artifact::{LabelSpec, ModelArtifact};
 use crate::metrics::VariantMetrics;
@@ -187,6 +191,16 @@ struct DataCache {
     data: Option<Arc<TrainingData>>,
 }
 
+/// A run interrupted in a training step the trainer can pick up again.
+#[derive(Debug, Clone)]
+struct Resume {
+    run_id: i64,
+    kind: TriggerKind,
+    started_ms: i64,
+    step_id: i64,
+    attempt: u32,
+}
+
 struct TriggerState {
     last_schedule_check_ms: i64,
 }
@@ -205,6 +219,7 @@ pub struct Lifecycle {
     rollout: Mutex<Option<RolloutState>>,
     last_check: Mutex<Option<RolloutCheck>>,
     last_drift: Mutex<Vec<triggers::FeatureDriftEvidence>>,
+    resumable: Mutex<Vec<Resume>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -253,6 +268,10 @@ impl Lifecycle {
                 }
                 Box::new(t)
             }
+            TrainerConfig::Airflow(airflow) => Box::new(
+                AirflowTrainer::new(airflow.clone())
+                    .map_err(|e| LifecycleError::Config(e.to_string()))?,
+            ),
         };
         let now = clock.now_unix_ms();
         Ok(Lifecycle {
@@ -273,6 +292,7 @@ impl Lifecycle {
             rollout: Mutex::new(None),
             last_check: Mutex::new(None),
             last_drift: Mutex::new(Vec::new()),
+            resumable: Mutex::new(Vec::new()),
         })
     }
 
@@ -319,7 +339,10 @@ impl Lifecycle {
     }
 
     /// Marks runs a stopped sidecar left `running` as failed, with a notification. Runs
-    /// waiting for review keep waiting. Returns the runs failed.
+    /// waiting for review keep waiting. A run stopped in its training step is kept for
+    /// [`resume_interrupted`](Self::resume_interrupted) instead when the trainer can find
+    /// its work again ([`Trainer::resumes_runs`]: an Airflow DAG run). Returns the runs
+    /// failed.
     ///
     /// # Errors
     /// The store's error.
@@ -327,6 +350,15 @@ impl Lifecycle {
         let mut failed = Vec::new();
         for run in self.store.active_runs()? {
             if run.state != "running" {
+                continue;
+            }
+            if let Some(resume) = self.resumable_training(&run) {
+                tracing::warn!(
+                    "run {}: the sidecar stopped during training attempt {}; it will be resumed",
+                    run.id,
+                    resume.attempt
+                );
+                lock(&self.resumable).push(resume);
                 continue;
             }
             let in_rollout = run
@@ -376,6 +408,35 @@ impl Lifecycle {
             failed.push(run.id);
         }
         Ok(failed)
+    }
+
+    /// The runs waiting for [`resume_interrupted`](Self::resume_interrupted).
+    #[must_use]
+    pub fn resumable_runs(&self) -> Vec<i64> {
+        lock(&self.resumable).iter().map(|r| r.run_id).collect()
+    }
+
+    /// The resume point of a run stopped in a training step this trainer can pick up again:
+    /// its only running step is its last one, `training`, with its attempt recorded.
+    fn resumable_training(&self, run: &RunRecord) -> Option<Resume> {
+        if !self.trainer.resumes_runs() {
+            return None;
+        }
+        let last = run.steps.last()?;
+        let running = run.steps.iter().filter(|s| s.state == "running").count();
+        if last.name != "training" || last.state != "running" || running != 1 {
+            return None;
+        }
+        let attempt = last.detail.get("attempt")?.as_u64()?;
+        let kind: TriggerKind =
+            serde_json::from_value(serde_json::Value::String(run.trigger.clone())).ok()?;
+        Some(Resume {
+            run_id: run.id,
+            kind,
+            started_ms: run.started_ms,
+            step_id: last.id,
+            attempt: u32::try_from(attempt).ok()?.max(1),
+        })
     }
 
     /// All labelled records up to now (reloaded when the file changes).
@@ -749,7 +810,20 @@ impl Lifecycle {
             format!("A {} trigger started pipeline run {run_id}.", kind.as_str()),
             serde_json::json!({"run_id": run_id, "trigger": kind.as_str(), "evidence": evidence}),
         );
-        match self.pipeline(run_id, kind) {
+        let now = self.clock.now_unix_ms();
+        let result = self.pipeline(run_id, kind, now, None);
+        self.conclude(run_id, result)
+    }
+
+    /// Records how a pipeline ended: a failed step fails the run (production unchanged) and
+    /// tells the administrators.
+    fn conclude(
+        &self,
+        run_id: i64,
+        result: Result<RunOutcome, LifecycleError>,
+    ) -> Result<RunOutcome, LifecycleError> {
+        let model = &self.config.model;
+        match result {
             Ok(outcome) => Ok(outcome),
             Err(LifecycleError::StepFailed {
                 run_id,
@@ -791,6 +865,38 @@ impl Lifecycle {
         }
     }
 
+    /// Resumes the runs [`recover`](Self::recover) found in a training step that the
+    /// trainer can pick up again (an Airflow DAG run keeps running while the sidecar is
+    /// down): each follows its external run and continues to evaluation and decision.
+    /// Returns how each ended; none when there is nothing to resume or a run is in progress.
+    pub fn resume_interrupted(&self) -> Vec<Result<RunOutcome, LifecycleError>> {
+        let Ok(_guard) = self.running.try_lock() else {
+            return Vec::new();
+        };
+        let pending = std::mem::take(&mut *lock(&self.resumable));
+        let mut outcomes = Vec::new();
+        for resume in pending {
+            let run_id = resume.run_id;
+            tracing::info!(
+                "run {run_id}: resuming its training attempt {} after a restart",
+                resume.attempt
+            );
+            self.audit(
+                "run.resumed",
+                &self.config.model,
+                serde_json::json!({"run_id": run_id, "attempt": resume.attempt, "step_id": resume.step_id}),
+            );
+            let result = self.pipeline(
+                run_id,
+                resume.kind,
+                resume.started_ms,
+                Some((resume.step_id, resume.attempt)),
+            );
+            outcomes.push(self.conclude(run_id, result));
+        }
+        outcomes
+    }
+
     /// Runs a step that may be repeated (it writes nothing but its own output): a failure
     /// is retried `step_retries` times with doubling waits, each attempt recorded.
     fn retried_step<T>(
@@ -799,23 +905,47 @@ impl Lifecycle {
         name: &str,
         mut f: impl FnMut() -> Result<(T, serde_json::Value), String>,
     ) -> Result<T, LifecycleError> {
-        let mut attempt = 0u32;
+        self.attempts(
+            run_id,
+            name,
+            None,
+            |attempt| serde_json::json!({"attempt": attempt}),
+            |_| f(),
+        )
+    }
+
+    /// [`retried_step`](Self::retried_step) where `f` and the first detail of each attempt
+    /// get the attempt number (from 1), and `resume` = (step id, attempt) continues an
+    /// attempt that is already recorded as running.
+    fn attempts<T>(
+        &self,
+        run_id: i64,
+        name: &str,
+        resume: Option<(i64, u32)>,
+        start_detail: impl Fn(u32) -> serde_json::Value,
+        mut f: impl FnMut(u32) -> Result<(T, serde_json::Value), String>,
+    ) -> Result<T, LifecycleError> {
+        let (mut resumed, mut attempt) = match resume {
+            Some((step_id, attempt)) => (Some(step_id), attempt.max(1)),
+            None => (None, 1),
+        };
         loop {
-            let step_id =
-                self.store
-                    .add_step(run_id, name, serde_json::json!({"attempt": attempt + 1}))?;
-            match f() {
+            let step_id = match resumed.take() {
+                Some(step_id) => step_id,
+                None => self.store.add_step(run_id, name, start_detail(attempt))?,
+            };
+            match f(attempt) {
                 Ok((value, detail)) => {
                     self.store.finish_step(step_id, "succeeded", detail)?;
                     return Ok(value);
                 }
                 Err(reason) => {
-                    let _ = self.store.finish_step(
-                        step_id,
-                        "failed",
-                        serde_json::json!({"error": reason, "attempt": attempt + 1}),
-                    );
-                    if attempt >= self.config.step_retries {
+                    let mut detail = start_detail(attempt);
+                    if let serde_json::Value::Object(map) = &mut detail {
+                        map.insert("error".into(), reason.clone().into());
+                    }
+                    let _ = self.store.finish_step(step_id, "failed", detail);
+                    if attempt > self.config.step_retries {
                         return Err(LifecycleError::StepFailed {
                             run_id,
                             step: name.into(),
@@ -825,7 +955,7 @@ impl Lifecycle {
                     let wait = self
                         .config
                         .step_retry_base_ms
-                        .saturating_mul(1u64 << attempt.min(16));
+                        .saturating_mul(1u64 << (attempt - 1).min(16));
                     tracing::warn!("run {run_id}: {name} failed ({reason}); retrying in {wait} ms");
                     // Backoff between attempts of a failing step (the pipeline thread waits;
                     // nothing else is blocked).
@@ -862,8 +992,16 @@ impl Lifecycle {
         }
     }
 
-    fn pipeline(&self, run_id: i64, kind: TriggerKind) -> Result<RunOutcome, LifecycleError> {
-        let now = self.clock.now_unix_ms();
+    /// The pipeline from loading to the decision; `now` bounds the data used, `resume`
+    /// continues a running training attempt (step id, attempt).
+    fn pipeline(
+        &self,
+        run_id: i64,
+        kind: TriggerKind,
+        now: i64,
+        resume: Option<(i64, u32)>,
+    ) -> Result<RunOutcome, LifecycleError> {
+        let started_ms = self.store.run(run_id)?.map_or(now, |run| run.started_ms);
         let (train, holdout) = self.retried_step(run_id, "loading", || {
             let all = self.data()?;
             let shipped = self
@@ -893,34 +1031,46 @@ impl Lifecycle {
         })?;
 
         let output_dir = self.config.artifacts.clone();
-        let trained: TrainedModel = self.retried_step(run_id, "training", || {
-            let job = TrainingJob {
-                model_name: self.config.model.clone(),
-                run_id,
-                data: &train,
-                features: self.config.features.clone(),
-                label: self.label_spec(),
-                output_dir: output_dir.clone(),
-            };
-            let mut progress = |p: super::train::TrainProgress| {
-                tracing::info!(
-                    "run {run_id} training: {}",
-                    serde_json::to_string(&p).unwrap_or_default()
-                );
-            };
-            let trained = self
-                .trainer
-                .train(&job, &mut progress)
-                .map_err(|e| e.to_string())?;
-            let detail = serde_json::json!({
-                "artifact": trained.artifact_path,
-                "sha256": trained.sha256,
-                "log": trained.log,
-                "training": trained.artifact.training,
-                "trained_by": trained.artifact.trained_by,
-            });
-            Ok((trained, detail))
-        })?;
+        let run_key =
+            |attempt: u32| training_run_key(&self.config.model, run_id, started_ms, attempt);
+        let trained: TrainedModel = self.attempts(
+            run_id,
+            "training",
+            resume,
+            |attempt| serde_json::json!({"attempt": attempt, "run_key": run_key(attempt)}),
+            |attempt| {
+                let job = TrainingJob {
+                    model_name: self.config.model.clone(),
+                    run_id,
+                    run_key: run_key(attempt),
+                    data: &train,
+                    features: self.config.features.clone(),
+                    label: self.label_spec(),
+                    output_dir: output_dir.clone(),
+                };
+                let mut progress = |p: super::train::TrainProgress| {
+                    tracing::info!(
+                        "run {run_id} training: {}",
+                        serde_json::to_string(&p).unwrap_or_default()
+                    );
+                };
+                let trained = self
+                    .trainer
+                    .train(&job, &mut progress)
+                    .map_err(|e| e.to_string())?;
+                let detail = serde_json::json!({
+                    "attempt": attempt,
+                    "run_key": job.run_key,
+                    "artifact": trained.artifact_path,
+                    "sha256": trained.sha256,
+                    "log": trained.log,
+                    "external_run": trained.external_run,
+                    "training": trained.artifact.training,
+                    "trained_by": trained.artifact.trained_by,
+                });
+                Ok((trained, detail))
+            },
+        )?;
 
         let record = self.step(run_id, "registering", || {
             let profile = reference_profile(&train);
@@ -1824,6 +1974,19 @@ impl Lifecycle {
         );
         Ok(target.version)
     }
+}
+
+/// The key of one training attempt: unique (the run's start time separates runs of
+/// different stores with the same id) and the same after a restart, so that an external
+/// trainer finds the attempt's run again. Airflow accepts it as a DAG run id.
+#[must_use]
+pub fn training_run_key(model: &str, run_id: i64, started_ms: i64, attempt: u32) -> String {
+    let mut stem = super::train::output_stem(model, run_id);
+    if stem.len() > 160 {
+        let cut = stem.len() - 160;
+        stem.replace_range(..cut, "");
+    }
+    format!("modelgate-{stem}-{started_ms}-a{attempt}")
 }
 
 /// Profiles every feature of the training rows: the reference drift is measured against.

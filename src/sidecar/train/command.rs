@@ -120,7 +120,7 @@ impl CommandTrainer {
 
 /// Replaces `{data}`, `{output}`, `{run_id}` and `{name}` in one pass (a substituted value
 /// is never substituted again); other braces stay.
-fn substitute(arg: &str, values: &[(&str, &str)]) -> String {
+pub(super) fn substitute(arg: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(arg.len());
     let mut rest = arg;
     'outer: while let Some(open) = rest.find('{') {
@@ -153,7 +153,28 @@ fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn write_data_csv(job: &TrainingJob<'_>, columns: &[usize], path: &Path) -> Result<(), TrainError> {
+/// Writes the job's rows as the CSV file external trainers read (see [`CommandTrainer`]),
+/// through a temporary file and a rename.
+pub(super) fn write_data_csv(
+    job: &TrainingJob<'_>,
+    columns: &[usize],
+    path: &Path,
+) -> Result<(), TrainError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_data_csv_to(job, columns, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_data_csv_to(
+    job: &TrainingJob<'_>,
+    columns: &[usize],
+    path: &Path,
+) -> Result<(), TrainError> {
     let io = |source| TrainError::Io {
         path: path.to_owned(),
         source,
@@ -308,29 +329,9 @@ impl Trainer for CommandTrainer {
             log: Some(log_path.clone()),
             stderr_tail: stderr_tail.clone(),
         };
-        let bytes = read_artifact(&output).map_err(invalid)?;
-        let mut artifact = ModelArtifact::from_json(&bytes).map_err(invalid)?;
         let metrics_path = metrics_path_of(&output);
-        if let Ok(text) = std::fs::read(&metrics_path) {
-            let _ = std::fs::remove_file(&metrics_path);
-            let metrics: std::collections::BTreeMap<String, f64> = serde_json::from_slice(&text)
-                .map_err(|e| {
-                    invalid(ArtifactError::Inconsistent {
-                        field: "metrics JSON",
-                        reason: format!(
-                            "{}: {e} (expected an object of numbers)",
-                            metrics_path.display()
-                        ),
-                    })
-                })?;
-            if let Some((name, _)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
-                return Err(invalid(ArtifactError::NonFinite {
-                    field: format!("metrics JSON `{name}`"),
-                }));
-            }
-            artifact.metrics.extend(metrics);
-        }
-        fits_job(&artifact, job).map_err(invalid)?;
+        let (artifact, bytes) = read_output(&output, &metrics_path, job).map_err(invalid)?;
+        let _ = std::fs::remove_file(&metrics_path);
         let sha256 = sha256_hex(&bytes);
         progress(TrainProgress::ArtifactWritten {
             path: output.clone(),
@@ -341,6 +342,7 @@ impl Trainer for CommandTrainer {
             artifact_path: output,
             sha256,
             log: Some(log_path),
+            external_run: None,
         })
     }
 }
@@ -500,7 +502,37 @@ fn read_artifact(path: &Path) -> Result<Vec<u8>, ArtifactError> {
     std::fs::read(path).map_err(io)
 }
 
-/// Checks that a command's artifact answers the job.
+/// Reads an external trainer's artifact and its optional metrics JSON object (merged into
+/// the artifact's `metrics`), validates both and checks that the artifact answers the job;
+/// gives the artifact and the artifact file's bytes.
+pub(super) fn read_output(
+    artifact_path: &Path,
+    metrics_path: &Path,
+    job: &TrainingJob<'_>,
+) -> Result<(ModelArtifact, Vec<u8>), ArtifactError> {
+    let bytes = read_artifact(artifact_path)?;
+    let mut artifact = ModelArtifact::from_json(&bytes)?;
+    if let Ok(text) = std::fs::read(metrics_path) {
+        let metrics: std::collections::BTreeMap<String, f64> = serde_json::from_slice(&text)
+            .map_err(|e| ArtifactError::Inconsistent {
+                field: "metrics JSON",
+                reason: format!(
+                    "{}: {e} (expected an object of numbers)",
+                    metrics_path.display()
+                ),
+            })?;
+        if let Some((name, _)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(ArtifactError::NonFinite {
+                field: format!("metrics JSON `{name}`"),
+            });
+        }
+        artifact.metrics.extend(metrics);
+    }
+    fits_job(&artifact, job)?;
+    Ok((artifact, bytes))
+}
+
+/// Checks that an external trainer's artifact answers the job.
 fn fits_job(artifact: &ModelArtifact, job: &TrainingJob<'_>) -> Result<(), ArtifactError> {
     if let Some(f) = artifact.features.iter().find(|f| !job.features.contains(f)) {
         return Err(ArtifactError::Inconsistent {

@@ -220,6 +220,47 @@ impl TrainingData {
     /// repeated in it, an unusable spec, and a binary label column with more than two values
     /// ([`DataError`]).
     pub fn from_csv(path: &Path, spec: &CsvSpec) -> Result<Self, DataError> {
+        Self::from_csv_file(path, spec)
+    }
+
+    /// The column names of a CSV file's header (a leading byte-order mark removed, names
+    /// trimmed).
+    ///
+    /// # Errors
+    /// An unreadable or empty file, or invalid CSV ([`DataError`]).
+    pub fn csv_header(path: &Path) -> Result<Vec<String>, DataError> {
+        let file = std::fs::File::open(path).map_err(|source| DataError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut reader = CsvReader::new(BufReader::new(file));
+        let mut fields = Vec::new();
+        if !reader
+            .read_record(&mut fields)
+            .map_err(|source| DataError::Csv {
+                path: path.to_owned(),
+                source,
+            })?
+        {
+            return Err(DataError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        Ok(fields
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = if i == 0 {
+                    h.trim_start_matches('\u{feff}')
+                } else {
+                    h.as_str()
+                };
+                h.trim().to_owned()
+            })
+            .collect())
+    }
+
+    fn from_csv_file(path: &Path, spec: &CsvSpec) -> Result<Self, DataError> {
         let label = LabelSpec {
             name: spec.label_column.clone(),
             positive: match spec.label_kind {

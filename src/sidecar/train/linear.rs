@@ -231,6 +231,7 @@ impl Trainer for LinfaTrainer {
             artifact_path: path,
             sha256,
             log: None,
+            external_run: None,
         })
     }
 }

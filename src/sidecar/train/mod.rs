@@ -6,6 +6,8 @@
 //!   regression for continuous ones, in process with linfa, on standardised features.
 //! * [`CommandTrainer`]: any external program (a scikit-learn script, a notebook runner)
 //!   that reads the training rows as CSV and writes a [`ModelArtifact`].
+//! * [`AirflowTrainer`]: hands training to an Apache Airflow 3 DAG over its REST API and
+//!   follows the DAG run; the DAG writes the artifact into a shared directory.
 //!
 //! Both write the artifact as `{output_dir}/{name}-run{run_id}.json` (the name with
 //! characters other than ASCII letters, digits, `-`, `_` and `.` replaced by `_`) and return
@@ -28,6 +30,7 @@
 //! let job = TrainingJob {
 //!     model_name: "elec".into(),
 //!     run_id: 1,
+//!     run_key: "elec-run1".into(),
 //!     data: &train,
 //!     features: spec.feature_columns.clone(),
 //!     label: train.label().clone(),
@@ -38,9 +41,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod airflow;
 mod command;
 mod data;
 mod linear;
+mod oneshot;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,9 +56,11 @@ use sha2::{Digest, Sha256};
 
 use crate::artifact::{ArtifactError, LabelKind, LabelSpec, ModelArtifact};
 
+pub use airflow::{AirflowConfig, AirflowError, AirflowTrainer};
 pub use command::{COMMAND_TIMESTAMP_COLUMN, CommandTrainer};
 pub use data::{CsvSpec, DataError, SkippedRows, TrainingData};
 pub use linear::LinfaTrainer;
+pub use oneshot::{OneShotResult, OneShotTraining};
 
 /// What to train.
 #[derive(Debug, Clone)]
@@ -62,6 +69,12 @@ pub struct TrainingJob<'a> {
     pub model_name: String,
     /// The pipeline run this training belongs to (names the output files).
     pub run_id: i64,
+    /// A name for this training attempt, unique and stable across sidecar restarts (the
+    /// pipeline derives it from the run, its start time and the attempt). Trainers that
+    /// hand work to another system use it as that system's run id, so that a retried or
+    /// resumed attempt finds its run instead of starting a second one. Letters, digits,
+    /// `-`, `_` and `.` only.
+    pub run_key: String,
     /// The training rows (the training part of a split; the holdout stays out).
     pub data: &'a TrainingData,
     /// The features to train on, a subset of `data`'s features in the order the model will
@@ -109,6 +122,32 @@ pub enum TrainProgress {
         /// How long it ran, ms.
         elapsed_ms: u64,
     },
+    /// An external run (an Airflow DAG run) was started for this attempt.
+    ExternalRunTriggered {
+        /// The system (`"airflow"`).
+        system: String,
+        /// The external run's id.
+        run_id: String,
+        /// Where a person can look at it.
+        url: String,
+    },
+    /// An external run for this attempt already existed (a retry or a restarted sidecar)
+    /// and is followed instead of starting another.
+    ExternalRunFound {
+        /// The system (`"airflow"`).
+        system: String,
+        /// The external run's id.
+        run_id: String,
+        /// Its state when found.
+        state: String,
+    },
+    /// The external run changed state.
+    ExternalRunState {
+        /// The external run's id.
+        run_id: String,
+        /// The new state.
+        state: String,
+    },
     /// The artifact is written and validated.
     ArtifactWritten {
         /// Where.
@@ -129,6 +168,19 @@ pub struct TrainedModel {
     pub sha256: String,
     /// The trainer's log file, when it writes one.
     pub log: Option<PathBuf>,
+    /// The external run that trained it, when another system did.
+    pub external_run: Option<ExternalRun>,
+}
+
+/// A run in another system that trained a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExternalRun {
+    /// The system (`"airflow"`).
+    pub system: String,
+    /// The run's id there (the job's `run_key`).
+    pub run_id: String,
+    /// Where a person can look at it.
+    pub url: String,
 }
 
 /// Trains a model for a job.
@@ -142,6 +194,14 @@ pub trait Trainer: Send + Sync {
         job: &TrainingJob<'_>,
         progress: &mut dyn FnMut(TrainProgress),
     ) -> Result<TrainedModel, TrainError>;
+
+    /// Whether an attempt interrupted by a sidecar restart can be resumed by calling
+    /// [`train`](Self::train) again with the same job (same `run_key`): true for trainers
+    /// whose work runs elsewhere and is found again by its key. In-process and command
+    /// trainers die with the sidecar, so their interrupted runs are marked failed instead.
+    fn resumes_runs(&self) -> bool {
+        false
+    }
 }
 
 /// Why training failed.
@@ -152,6 +212,9 @@ pub enum TrainError {
     /// match the data, an empty model name).
     #[error("training job: {0}")]
     InvalidJob(String),
+    /// The training data is unreadable or unusable.
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// The trainer's settings are unusable.
     #[error("trainer config: {0}")]
     Config(String),
@@ -225,6 +288,9 @@ pub enum TrainError {
         /// The last lines it wrote to stderr.
         stderr_tail: String,
     },
+    /// The Airflow DAG run could not be started or followed, failed, or timed out.
+    #[error(transparent)]
+    Airflow(#[from] AirflowError),
     /// The artifact is missing, invalid, or does not fit the job.
     #[error("artifact {path} is invalid: {source}{}", log_note(log.as_deref(), stderr_tail))]
     InvalidArtifact {
