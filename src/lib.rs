@@ -29,6 +29,8 @@
 //!   Jensen-Shannon, Wasserstein) and verdicts.
 //! * [`stats`]: A/B statistics and the winner policy.
 //! * [`wire`]: versioned report and control types, JSON and binary, validated on decode.
+//! * `sidecar` (feature `sidecar`): the `modelgate serve` service: store, admin API,
+//!   lifecycle, and a dashboard at `/` that reads the admin API (`sidecar::dashboard`).
 //!
 //! ## Getting started
 //!

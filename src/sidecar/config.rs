@@ -7,6 +7,8 @@
 //! max_body_bytes = 8388608           # larger report bodies get 413
 //! agent_token_env = "MODELGATE_AGENT_TOKEN"   # default names of the variables holding
 //! admin_token_env = "MODELGATE_ADMIN_TOKEN"   # the tokens (or agent_token_file, ...)
+//! dashboard_read_only = false        # true: the dashboard and the admin API's GET routes
+//!                                    # answer without the admin token (writes still need it)
 //!
 //! # The experiments to serve when the database has no control document yet.
 //! [[experiments]]
@@ -72,6 +74,7 @@ struct File {
     agent_token_file: Option<PathBuf>,
     admin_token_env: Option<String>,
     admin_token_file: Option<PathBuf>,
+    dashboard_read_only: Option<bool>,
     #[serde(default)]
     experiments: Vec<ExperimentConfig>,
     #[serde(default)]
@@ -93,6 +96,10 @@ pub struct SidecarConfig {
     pub agent_token: String,
     /// Token the admin API requires.
     pub admin_token: String,
+    /// Whether the dashboard and the admin API's reads answer without the admin token
+    /// (`dashboard_read_only`, default `false`). Writes always need the token. Turn it on
+    /// only where everyone who can reach the port may see models, runs and the audit log.
+    pub dashboard_read_only: bool,
     /// Experiments served when the database has none yet.
     pub experiments: RouterConfig,
     /// The model lifecycle (triggers, training, promotion), when configured.
@@ -111,6 +118,7 @@ impl std::fmt::Debug for SidecarConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("agent_token", &"<redacted>")
             .field("admin_token", &"<redacted>")
+            .field("dashboard_read_only", &self.dashboard_read_only)
             .field("experiments", &self.experiments.experiments.len())
             .field("lifecycle", &self.lifecycle.as_ref().map(|l| &l.model))
             .finish_non_exhaustive()
@@ -137,6 +145,7 @@ impl SidecarConfig {
             max_body_bytes: 8 << 20,
             agent_token: agent_token.to_owned(),
             admin_token: admin_token.to_owned(),
+            dashboard_read_only: false,
             experiments: RouterConfig::default(),
             lifecycle: None,
             clock: Arc::new(SystemClock),
@@ -231,6 +240,7 @@ impl SidecarConfig {
             max_body_bytes,
             agent_token,
             admin_token,
+            dashboard_read_only: file.dashboard_read_only.unwrap_or(false),
             experiments,
         })
     }
@@ -303,6 +313,12 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(c.database, Path::new("/srv/mg/modelgate.db"));
         assert_eq!(c.durability, Durability::Full);
+        assert!(
+            !c.dashboard_read_only,
+            "reading needs the token unless told otherwise"
+        );
+        let c = SidecarConfig::parse("dashboard_read_only = true", Path::new("."), &env).unwrap();
+        assert!(c.dashboard_read_only);
         assert!(
             !format!("{c:?}").contains("0123456789"),
             "tokens are redacted"

@@ -3,6 +3,8 @@
 //!
 //! * [`config`]: the TOML config file and tokens.
 //! * [`control`]: the control document agents poll, and the lock its writers share.
+//! * [`dashboard`]: the web pages at `/` (overview, drift, experiments, runs, reviews,
+//!   audit log), served from the binary and reading the admin API.
 //! * [`demo`]: `modelgate demo`, the whole loop on real data in under a minute.
 //! * [`lifecycle`]: triggers, training, evaluation, the promotion policy, review, rollback.
 //! * [`store`]: the SQLite store (reports, windows, registry, audit, runs).
@@ -19,6 +21,7 @@
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod demo;
 pub mod evaluate;
 pub mod lifecycle;

@@ -8,8 +8,20 @@
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
 //! | `GET /v1/experiments` | admin | the experiments config with per-variant totals |
 //! | `GET /v1/models` | admin | the model registry |
+//! | `GET /v1/runs`, `/v1/runs/{id}`, `/v1/audit` | admin | pipeline runs; the audit log (`?kind=&subject=&limit=&before_id=`) |
+//! | `POST /v1/runs/{id}/approve`, `/reject`, `/v1/rollback`, `/v1/retrain` | admin | lifecycle decisions (a JSON body with a `reason`) |
+//! | `GET /v1/lifecycle` | admin | the lifecycle: production model, alias history, rollout in progress and its last check, latest drift |
+//! | `GET /v1/drift` | admin | drift over time (`?points=&step_s=`), see [`super::dashboard::data::DriftSeries`] |
+//! | `GET /v1/drift/features/{feature}` | admin | one feature's reference and current distributions (`?end_ms=`) |
+//! | `GET /v1/experiments/{name}/series` | admin | per variant primary metric over time with its always-valid interval (`?points=&step_s=`) |
+//! | `GET /v1/dashboard` | none | `{"version", "read_only"}`: whether reads need the admin token |
+//! | `GET /`, `/dashboard/{file}` | none | the dashboard ([`super::dashboard`]) |
 //! | `GET /healthz` | none | `ok` when the store answers |
 //! | `GET /metrics` | none | Prometheus (OpenMetrics) text |
+//!
+//! With `dashboard_read_only = true` in the config, the `GET` routes marked admin above
+//! answer without a token too (the dashboard's read-only view); writes always need it, and
+//! `/v1/control` keeps needing the agent or admin token.
 //!
 //! Every rejected request is counted by reason (`modelgate_reports_rejected_total`), and
 //! SQLite work runs on tokio's blocking pool, never on the async workers. A report is
@@ -31,12 +43,14 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SidecarConfig;
 use super::control::{ControlError, ControlPlane};
+use super::dashboard;
+use super::dashboard::data::{DataError, DistributionQuery, SeriesQuery};
 use super::lifecycle::config::LifecycleConfig;
 use super::lifecycle::triggers::TriggerKind;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::notify::Notifier;
 use super::store::{AgentSeen, AuditFilter, Ingested, NewAudit, Store, StoreError, VariantTotal};
-use crate::route::RouterConfig;
+use crate::route::{Clock, RouterConfig};
 use crate::wire::{
     CONTENT_TYPE_CONTROL, CONTENT_TYPE_JSON, ModelAssignment, Report, WireError, WireLimits,
 };
@@ -150,6 +164,8 @@ struct AppState {
     lifecycle: Option<LifecycleHandle>,
     agent_token: String,
     admin_token: String,
+    read_only: bool,
+    clock: Arc<dyn Clock>,
     limits: WireLimits,
     counters: IngestCounters,
     started: std::time::Instant,
@@ -242,6 +258,8 @@ fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
         lifecycle,
         agent_token: config.agent_token.clone(),
         admin_token: config.admin_token.clone(),
+        read_only: config.dashboard_read_only,
+        clock: config.clock.clone(),
         limits: WireLimits {
             max_bytes: config.max_body_bytes,
             ..WireLimits::default()
@@ -293,6 +311,13 @@ fn app(state: Arc<AppState>) -> HttpRouter {
         .route("/v1/rollback", axum::routing::post(post_rollback))
         .route("/v1/retrain", axum::routing::post(post_retrain))
         .route("/v1/audit", get(get_audit))
+        .route("/v1/lifecycle", get(get_lifecycle))
+        .route("/v1/drift", get(get_drift))
+        .route("/v1/drift/features/{feature}", get(get_drift_feature))
+        .route("/v1/experiments/{name}/series", get(get_experiment_series))
+        .route("/v1/dashboard", get(get_dashboard))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{file}", get(dashboard::file))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -446,6 +471,16 @@ fn is_agent(state: &AppState, headers: &HeaderMap) -> bool {
 
 fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
     bearer(headers).is_some_and(|t| same_secret(t, state.admin_token.as_bytes()))
+}
+
+/// Whether a read of the admin API is allowed: the admin token, or read-only viewing
+/// enabled in the config. A token that is present and wrong is refused even then, so
+/// that a mistyped token shows up as an error instead of a silent read-only view.
+fn can_read(state: &AppState, headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return is_admin(state, headers);
+    }
+    state.read_only
 }
 
 #[derive(Serialize)]
@@ -782,7 +817,7 @@ async fn totals(state: &AppState) -> Result<Vec<VariantTotal>, String> {
 }
 
 async fn get_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !is_admin(&state, &headers) {
+    if !can_read(&state, &headers) {
         return unauthorized();
     }
     let store = state.store.clone();
@@ -814,7 +849,7 @@ async fn get_status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
 }
 
 async fn get_experiments(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !is_admin(&state, &headers) {
+    if !can_read(&state, &headers) {
         return unauthorized();
     }
     let totals = match totals(&state).await {
@@ -827,12 +862,13 @@ async fn get_experiments(State(state): State<Arc<AppState>>, headers: HeaderMap)
         "config": doc.control.experiments,
         "models": doc.control.models,
         "variants": totals.iter().map(VariantSummary::of).collect::<Vec<_>>(),
+        "split": dashboard::data::traffic_split(&doc.control.experiments, state.clock.clone()),
     }))
     .into_response()
 }
 
 async fn get_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !is_admin(&state, &headers) {
+    if !can_read(&state, &headers) {
         return unauthorized();
     }
     let store = state.store.clone();
@@ -1025,7 +1061,7 @@ async fn get_runs(
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<LimitQuery>,
 ) -> Response {
-    if !is_admin(&state, &headers) {
+    if !can_read(&state, &headers) {
         return unauthorized();
     }
     let store = state.store.clone();
@@ -1040,7 +1076,7 @@ async fn get_run(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Response {
-    if !is_admin(&state, &headers) {
+    if !can_read(&state, &headers) {
         return unauthorized();
     }
     let store = state.store.clone();
@@ -1114,18 +1150,22 @@ async fn review(
         Ok(call) => call,
         Err(response) => return *response,
     };
+    let store = state.store.clone();
     let done = tokio::task::spawn_blocking(move || {
         if approve {
             lifecycle.approve(id, &actor, &request.reason)
         } else {
             lifecycle.reject(id, &actor, &request.reason)
         }
+        // The run's state now: an approval that starts a gradual rollout leaves the run
+        // `running` until the rollout ends.
+        .map(|()| store.run(id).ok().flatten().map(|run| run.state))
     })
     .await;
     match done {
-        Ok(Ok(())) => axum::Json(serde_json::json!({
+        Ok(Ok(now)) => axum::Json(serde_json::json!({
             "run_id": id,
-            "state": if approve { "succeeded" } else { "rejected" },
+            "state": now.unwrap_or_else(|| if approve { "succeeded" } else { "rejected" }.into()),
         }))
         .into_response(),
         Ok(Err(e)) => lifecycle_error(e),
@@ -1203,7 +1243,7 @@ async fn get_audit(
     headers: HeaderMap,
     axum::extract::Query(filter): axum::extract::Query<AuditFilter>,
 ) -> Response {
-    if !is_admin(&state, &headers) {
+    if !can_read(&state, &headers) {
         return unauthorized();
     }
     let store = state.store.clone();
@@ -1211,4 +1251,191 @@ async fn get_audit(
         Ok(rows) => axum::Json(serde_json::json!({ "audit": rows })).into_response(),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "store_error", e),
     }
+}
+
+fn data_error(e: DataError) -> Response {
+    match e {
+        DataError::BadQuery(reason) => problem(StatusCode::BAD_REQUEST, "bad_query", reason),
+        DataError::NotFound(reason) => problem(StatusCode::NOT_FOUND, "not_found", reason),
+        other => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            other.to_string(),
+        ),
+    }
+}
+
+fn bad_query(e: &axum::extract::rejection::QueryRejection) -> Response {
+    problem(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+}
+
+async fn data_blocking<T: Serialize + Send + 'static>(
+    f: impl FnOnce() -> Result<T, DataError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => data_error(e),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET /v1/lifecycle`: what the dashboard's overview and experiments pages show about the
+/// model's lifecycle.
+async fn get_lifecycle(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !can_read(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(handle) = &state.lifecycle else {
+        return no_lifecycle();
+    };
+    let lifecycle = handle.lifecycle.clone();
+    let store = state.store.clone();
+    data_blocking(move || {
+        let config = lifecycle.config();
+        let production = store.alias(&config.model, "production")?;
+        let history = store.alias_history(&config.model)?;
+        let since = production.as_ref().and_then(|p| {
+            history
+                .iter()
+                .filter(|c| c.alias == "production" && c.to_version == p.version)
+                .max_by_key(|c| c.at_ms)
+                .cloned()
+        });
+        let promoted_by_run = match &production {
+            Some(p) => store
+                .audit_log(&AuditFilter {
+                    kind: Some("model.promote".into()),
+                    subject: Some(p.reference.clone()),
+                    limit: Some(1),
+                    before_id: None,
+                })?
+                .first()
+                .and_then(|row| row.detail.get("run_id"))
+                .and_then(serde_json::Value::as_i64),
+            None => None,
+        };
+        Ok(serde_json::json!({
+            "model": config.model,
+            "experiment": config.experiment,
+            "production_variant": config.production_variant,
+            "candidate_variant": config.candidate_variant,
+            "primary_metric": config.primary_metric,
+            "min_improvement": config.min_improvement,
+            "production": production,
+            "production_since": since,
+            "production_run": promoted_by_run,
+            "alias_history": history,
+            "rollout_config": {
+                "strategy": config.rollout.strategy,
+                "steps": config.rollout.steps,
+                "max_error_rate_increase": config.rollout.max_error_rate_increase,
+                "srm_alpha": config.rollout.srm_alpha,
+                "alpha": config.rollout.alpha,
+            },
+            "rollout": lifecycle.rollout(),
+            "last_rollout_check": lifecycle.last_rollout_check(),
+            "drift": {
+                "window_s": config.triggers.drift_window_s,
+                "thresholds": config.drift,
+                "latest": lifecycle.last_drift(),
+            },
+        }))
+    })
+    .await
+}
+
+/// `GET /v1/drift`: drift over time (see [`dashboard::data::drift_series`]).
+async fn get_drift(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !can_read(&state, &headers) {
+        return unauthorized();
+    }
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
+    let Some(handle) = &state.lifecycle else {
+        return no_lifecycle();
+    };
+    let lifecycle = handle.lifecycle.clone();
+    let store = state.store.clone();
+    let now = state.clock.now_unix_ms();
+    data_blocking(move || dashboard::data::drift_series(&store, lifecycle.config(), &query, now))
+        .await
+}
+
+/// `GET /v1/drift/features/{feature}`: one feature's distributions.
+async fn get_drift_feature(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(feature): axum::extract::Path<String>,
+    query: Result<
+        axum::extract::Query<DistributionQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    if !can_read(&state, &headers) {
+        return unauthorized();
+    }
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
+    let Some(handle) = &state.lifecycle else {
+        return no_lifecycle();
+    };
+    let lifecycle = handle.lifecycle.clone();
+    let store = state.store.clone();
+    let end = query
+        .end_ms
+        .unwrap_or_else(|| state.clock.now_unix_ms().saturating_add(1));
+    data_blocking(move || dashboard::data::distributions(&store, lifecycle.config(), &feature, end))
+        .await
+}
+
+/// `GET /v1/experiments/{name}/series`: per variant primary metric over time.
+async fn get_experiment_series(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !can_read(&state, &headers) {
+        return unauthorized();
+    }
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
+    let doc = state.control.current();
+    let variants: Vec<String> = doc
+        .control
+        .experiments
+        .experiments
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| e.variants.iter().map(|v| v.name.clone()).collect())
+        .unwrap_or_default();
+    let alpha = state
+        .lifecycle
+        .as_ref()
+        .map_or(0.05, |h| h.lifecycle.config().rollout.alpha);
+    let store = state.store.clone();
+    let now = state.clock.now_unix_ms();
+    data_blocking(move || {
+        dashboard::data::experiment_series(&store, &name, &variants, &query, alpha, now)
+    })
+    .await
+}
+
+/// `GET /v1/dashboard`: what the page needs to know before it reads anything.
+async fn get_dashboard(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "read_only": state.read_only,
+    }))
+    .into_response()
 }
