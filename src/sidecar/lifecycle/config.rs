@@ -172,7 +172,7 @@ pub enum TrainerConfig {
         alpha: Option<f64>,
     },
     /// An Apache Airflow DAG run (see [`AirflowTrainer`](crate::sidecar::train::AirflowTrainer)).
-    Airflow(crate::sidecar::train::AirflowConfig),
+    Airflow(Box<crate::sidecar::train::AirflowConfig>),
     /// An external command.
     Command {
         /// Program and arguments; `{data}`, `{output}`, `{run_id}` are substituted.

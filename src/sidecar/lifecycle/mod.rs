@@ -269,7 +269,7 @@ impl Lifecycle {
                 Box::new(t)
             }
             TrainerConfig::Airflow(airflow) => Box::new(
-                AirflowTrainer::new(airflow.clone())
+                AirflowTrainer::new((**airflow).clone())
                     .map_err(|e| LifecycleError::Config(e.to_string()))?,
             ),
         };
