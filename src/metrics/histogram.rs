@@ -145,6 +145,25 @@ impl LatencyHistogram {
         self.buckets.last().map(|&(b, _)| bucket_value(b as usize))
     }
 
+    /// Values certainly above `nanos`: the counts of the buckets wholly above the bucket that
+    /// holds `nanos` (so the count may miss values of that one bucket, at most 1/64 of the
+    /// value wide: an undercount, never an overcount). 0 for NaN.
+    #[must_use]
+    pub fn count_above(&self, nanos: f64) -> u64 {
+        if nanos.is_nan() {
+            return 0;
+        }
+        if nanos < 0.0 {
+            return self.count();
+        }
+        // `as` saturates: values past u64 land in the last bucket.
+        let holder = bucket_of(nanos.ceil() as u64) as u16;
+        self.buckets
+            .iter()
+            .filter(|(b, _)| *b > holder)
+            .fold(0u64, |sum, (_, c)| sum.saturating_add(*c))
+    }
+
     /// Checks that buckets are in range, strictly increasing and non-zero (for decoders).
     #[must_use]
     pub fn is_valid(&self) -> bool {
@@ -159,6 +178,38 @@ impl LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_above_never_overcounts_and_misses_at_most_one_bucket() {
+        let mut h = LatencyHistogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v * 1_000);
+        }
+        for threshold in [
+            0.0,
+            63.0,
+            1_000.0,
+            1_234_567.0,
+            5_000_000.5,
+            9_999_999.0,
+            1e13,
+        ] {
+            let exact = (1..=10_000u64)
+                .filter(|v| (v * 1_000) as f64 > threshold)
+                .count() as u64;
+            let counted = h.count_above(threshold);
+            assert!(counted <= exact, "{threshold}: {counted} > {exact}");
+            // The bucket holding the threshold is at most 1/64 of it wide: 1/64 of the values
+            // near it, plus one.
+            let slack = (threshold / 64.0 / 1_000.0).ceil() as u64 + 1;
+            assert!(
+                exact - counted <= slack,
+                "{threshold}: {counted} vs {exact}"
+            );
+        }
+        assert_eq!(h.count_above(-1.0), 10_000);
+        assert_eq!(h.count_above(f64::NAN), 0);
+    }
 
     #[test]
     fn buckets_cover_the_range_in_order_with_bounded_width() {

@@ -41,6 +41,23 @@ pub enum Direction {
 }
 
 /// A metric that must not get worse by more than a tolerance.
+///
+/// Two kinds:
+///
+/// * **Mean** (`quantile: None`, error rate, revenue): the always-valid bounds of the
+///   relative change of the means decide; harm when the whole interval is worse than
+///   `max_regression`.
+/// * **Quantile** (`quantile: Some(q)`, lower is better, latency p99 with `q = 0.99`): the candidate's
+///   q-quantile may be at most `(1 + max_regression)` times the control's. Each variant's
+///   sample for this metric is then a *binary* count: its observations above
+///   [`Guardrail::quantile_threshold`] of the control's q-quantile (see
+///   [`Guardrail::latency_p99`]). The candidate's q-quantile is above the threshold exactly
+///   when more than `1 − q` of its observations are, so the candidate harms when the
+///   always-valid lower bound of that share (a one-sample confidence sequence, τ² =
+///   (1 − q)²) exceeds `1 − q`. The threshold is a plug-in from the control's data, which is
+///   sound when the control has many more observations than `1 / (1 − q)`; the test waits
+///   until the candidate has at least `10 / (1 − q)` observations (1,000 for p99), so that
+///   the normal approximation of the share holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Guardrail {
     /// The metric's name (matched against [`Variant::guardrails`]).
@@ -50,6 +67,41 @@ pub struct Guardrail {
     /// Worst allowed relative regression (0.1: at most 10% worse). Also sets the guardrail's
     /// mixing variance, `τ² = (max_regression · |control mean|)²` (the MDE when 0).
     pub max_regression: f64,
+    /// For a quantile guardrail, the quantile in (0, 1) (see above); `None` for a mean.
+    #[serde(default)]
+    pub quantile: Option<f64>,
+}
+
+impl Guardrail {
+    /// A guardrail on a mean (error rate, revenue).
+    pub fn mean(metric: impl Into<String>, direction: Direction, max_regression: f64) -> Self {
+        Guardrail {
+            metric: metric.into(),
+            direction,
+            max_regression,
+            quantile: None,
+        }
+    }
+
+    /// A guardrail on the 99th percentile of a lower-is-better metric (latency): the
+    /// candidate's p99 may be at most `(1 + max_regression)` times the control's.
+    pub fn latency_p99(metric: impl Into<String>, max_regression: f64) -> Self {
+        Guardrail {
+            metric: metric.into(),
+            direction: Direction::LowerIsBetter,
+            max_regression,
+            quantile: Some(0.99),
+        }
+    }
+
+    /// For a quantile guardrail: the value above which each variant's observations are
+    /// counted, `(1 + max_regression) ×` the control's q-quantile. `None` for a mean
+    /// guardrail.
+    #[must_use]
+    pub fn quantile_threshold(&self, control_quantile: f64) -> Option<f64> {
+        self.quantile?;
+        Some(control_quantile * (1.0 + self.max_regression))
+    }
 }
 
 /// The per-experiment policy. `Policy::default()` is a binary, higher-is-better metric at
@@ -342,6 +394,27 @@ impl Policy {
                 g.metric, g.max_regression
             )));
         }
+        if let Some((g, q)) = self
+            .guardrails
+            .iter()
+            .filter_map(|g| g.quantile.map(|q| (g, q)))
+            .find(|(_, q)| !(*q > 0.0 && *q < 1.0))
+        {
+            return Err(StatsError::InvalidPolicy(format!(
+                "guardrail {}: quantile must be in (0, 1), got {q}",
+                g.metric
+            )));
+        }
+        if let Some(g) = self
+            .guardrails
+            .iter()
+            .find(|g| g.quantile.is_some() && g.direction != Direction::LowerIsBetter)
+        {
+            return Err(StatsError::InvalidPolicy(format!(
+                "guardrail {}: a quantile guardrail is for a lower-is-better metric (latency)",
+                g.metric
+            )));
+        }
         Ok(())
     }
 
@@ -524,6 +597,21 @@ impl Policy {
             if a.n() < self.min_sample || b.n() < self.min_sample || a.kind() != b.kind() {
                 continue;
             }
+            if let Some(q) = guardrail.quantile {
+                if let Some(evidence) =
+                    self.tail_evidence(guardrail, q, (control, candidate), (a, b), alpha, primary)
+                    && evidence
+                        .sequential_difference
+                        .is_some_and(|d| d.lower > 0.0)
+                {
+                    return Decision::StopHarm {
+                        variant: candidate.name.clone(),
+                        guardrail: guardrail.metric.clone(),
+                        evidence: Box::new(evidence),
+                    };
+                }
+                continue;
+            }
             let effect = if guardrail.max_regression > 0.0 {
                 guardrail.max_regression
             } else {
@@ -589,6 +677,54 @@ impl Policy {
         } else {
             Decision::Continue { reason, evidence }
         }
+    }
+
+    /// The evidence of a quantile guardrail (see [`Guardrail`]): the samples are the
+    /// variants' shares beyond the threshold, compared with `1 − q`. `None` until the
+    /// candidate has `10 / (1 − q)` observations or when the samples are not binary.
+    fn tail_evidence(
+        &self,
+        guardrail: &Guardrail,
+        q: f64,
+        (control, candidate): (&Variant, &Variant),
+        (a, b): (&Sample, &Sample),
+        alpha: f64,
+        primary: &Evidence,
+    ) -> Option<Evidence> {
+        let tail = 1.0 - q;
+        if a.kind() != MetricKind::Binary || (b.n() as f64) * tail < 10.0 {
+            return None;
+        }
+        let tau2 = tail * tail;
+        let share = sequential::mean_sequence(b, tau2, alpha).ok()?;
+        let excess = Interval {
+            lower: share.lower - tail,
+            upper: share.upper - tail,
+        };
+        Some(Evidence {
+            metric: guardrail.metric.clone(),
+            variant: candidate.name.clone(),
+            control: control.name.clone(),
+            n_control: a.n(),
+            n_candidate: b.n(),
+            mean_control: a.mean(),
+            mean_candidate: b.mean(),
+            lift: Some(b.mean() / tail - 1.0),
+            lift_ci: None,
+            absolute_lift: b.mean() - tail,
+            absolute_ci: None,
+            p_value: None,
+            sequential_p_value: None,
+            sequential_difference: Some(excess),
+            sequential_lift: Some(Interval {
+                lower: share.lower / tail - 1.0,
+                upper: share.upper / tail - 1.0,
+            }),
+            tau2: Some(tau2),
+            probability_better: None,
+            srm_p_value: primary.srm_p_value,
+            alpha,
+        })
     }
 
     fn overall(&self, comparisons: &[Comparison]) -> Decision {
@@ -759,11 +895,7 @@ mod tests {
     #[test]
     fn guardrail_harm_stops() {
         let policy = Policy {
-            guardrails: vec![Guardrail {
-                metric: "error_rate".into(),
-                direction: Direction::LowerIsBetter,
-                max_regression: 0.1,
-            }],
+            guardrails: vec![Guardrail::mean("error_rate", Direction::LowerIsBetter, 0.1)],
             ..Policy::default()
         };
         let mut e = experiment((20_000, 2_000), (20_000, 2_000));
@@ -777,6 +909,51 @@ mod tests {
         assert!(
             matches!(&ev.decision, Decision::StopHarm { guardrail, .. } if guardrail == "error_rate")
         );
+    }
+
+    #[test]
+    fn a_p99_regression_stops_and_a_small_one_does_not() {
+        let policy = Policy {
+            guardrails: vec![Guardrail::latency_p99("latency", 0.2)],
+            ..Policy::default()
+        };
+        assert_eq!(policy.guardrails[0].quantile_threshold(100.0), Some(120.0));
+        let with_tail = |control_above: u64, candidate_above: u64, n: u64| {
+            let mut e = experiment((n, n / 10), (n, n / 10));
+            e.variants[0]
+                .guardrails
+                .push(("latency".into(), Sample::binary(n, control_above).unwrap()));
+            e.variants[1].guardrails.push((
+                "latency".into(),
+                Sample::binary(n, candidate_above).unwrap(),
+            ));
+            policy.evaluate(&e).unwrap()
+        };
+        // 4% of the candidate's calls are slower than 1.2 × the control's p99: its p99 is
+        // far above the tolerance.
+        let ev = with_tail(20, 800, 20_000);
+        let Decision::StopHarm {
+            guardrail,
+            evidence,
+            ..
+        } = &ev.decision
+        else {
+            panic!("{:?}", ev.decision);
+        };
+        assert_eq!(guardrail, "latency");
+        assert!((evidence.mean_candidate - 0.04).abs() < 1e-12);
+        assert!(evidence.sequential_difference.unwrap().lower > 0.0);
+        // 0.9%: within the tolerance.
+        assert_ne!(with_tail(20, 180, 20_000).decision.as_str(), "stop_harm");
+        // 3%, but with too few calls for the share's normal approximation (n·1% < 10).
+        assert_ne!(with_tail(0, 27, 900).decision.as_str(), "stop_harm");
+        // Quantile guardrails are validated.
+        let mut bad = policy.clone();
+        bad.guardrails[0].quantile = Some(1.0);
+        assert!(bad.validate().is_err());
+        let mut bad = policy.clone();
+        bad.guardrails[0].direction = Direction::HigherIsBetter;
+        assert!(bad.validate().is_err());
     }
 
     #[test]

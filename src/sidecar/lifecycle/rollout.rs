@@ -4,8 +4,12 @@
 //! At every check, over the reports since the rollout started:
 //! * **guardrails**: the candidate's error rate may exceed production's by at most
 //!   `max_error_rate_increase` (absolute), and its latency p99 may be at most
-//!   `max_latency_p99_ratio` times production's (and at least `min_latency_increase_ms`
-//!   more); a breach rolls back at once;
+//!   `max_latency_p99_ratio` times production's (or `min_latency_increase_ms` more, whichever
+//!   is larger); a breach rolls back at once. When the variants report online outcomes, the
+//!   latency p99 is judged by the A/B policy below with always-valid bounds
+//!   ([`Guardrail::latency_p99`]: the share of the candidate's calls above the tolerated p99,
+//!   from the latency histograms), so that checking every few minutes does not inflate false
+//!   rollbacks; without outcomes, by the point estimates;
 //! * **SRM**: within the current step, the observed split is tested against the configured
 //!   one (chi-square, p < `srm_alpha`); a mismatch holds the rollout (no decision, no next
 //!   step) and alerts, because the numbers cannot be trusted;
@@ -21,7 +25,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::VariantMetrics;
 use crate::stats::srm::srm_test;
-use crate::stats::{Decision, Direction, Experiment, MetricKind, Policy, Sample, Variant};
+use crate::stats::{
+    Decision, Direction, Experiment, Guardrail, MetricKind, Policy, Sample, Variant,
+};
+
+/// The name of the rollout's always-valid latency guardrail.
+const LATENCY_GUARDRAIL: &str = "latency_p99";
 
 fn default_steps() -> Vec<f64> {
     vec![5.0, 25.0, 50.0, 100.0]
@@ -287,6 +296,13 @@ pub fn check(
             reason: "waiting for traffic".into(),
         },
     };
+    // The A/B policy can run when both variants have the same kind of online outcome; it
+    // then judges latency with always-valid bounds, so the point check below is only for
+    // rollouts without outcomes.
+    let outcomes = match (primary_sample(production), primary_sample(candidate)) {
+        (Some((kind, p)), Some((kind_c, c))) if kind == kind_c => Some((kind, p, c)),
+        _ => None,
+    };
     // Guardrails on everything since the rollout started.
     if production.requests >= min && candidate.requests >= min {
         if error_rates.1 - error_rates.0 > config.max_error_rate_increase {
@@ -300,7 +316,8 @@ pub fn check(
             };
             return result;
         }
-        if let (Some(p), Some(c)) = latency_p99_ms
+        if outcomes.is_none()
+            && let (Some(p), Some(c)) = latency_p99_ms
             && p > 0.0
             && c / p > config.max_latency_p99_ratio
             && c - p >= config.min_latency_increase_ms
@@ -329,10 +346,7 @@ pub fn check(
     }
     // The A/B decision on the online primary metric, with the error rate as a guardrail.
     let elapsed_ms = (now_ms - state.started_ms).max(0);
-    if let (Some((kind, p)), Some((kind_c, c))) =
-        (primary_sample(production), primary_sample(candidate))
-        && kind == kind_c
-    {
+    if let Some((kind, p, c)) = outcomes {
         let policy = Policy {
             metric: kind,
             direction: Direction::HigherIsBetter,
@@ -340,8 +354,12 @@ pub fn check(
             margin: config.margin,
             min_sample: min,
             max_duration: Some(std::time::Duration::from_secs(config.max_duration_s)),
-            // The error-rate guardrail is checked above, in absolute points.
-            guardrails: Vec::new(),
+            // The error rate is checked above, in absolute points; the latency p99 also
+            // here, with always-valid bounds (below).
+            guardrails: vec![Guardrail::latency_p99(
+                LATENCY_GUARDRAIL,
+                config.max_latency_p99_ratio - 1.0,
+            )],
             ..Policy::default()
         };
         // The split changes from step to step, so the policy is given the observed share of
@@ -351,8 +369,21 @@ pub fn check(
             Sample::Binary { n, .. } | Sample::Continuous { n, .. } => (*n).max(1) as f64,
         };
         let share = n(&c) / (n(&p) + n(&c));
-        let control = Variant::new("production", 1.0 - share, p);
-        let challenger = Variant::new("candidate", share, c);
+        let mut control = Variant::new("production", 1.0 - share, p);
+        let mut challenger = Variant::new("candidate", share, c);
+        // The share of each variant's calls above the tolerated p99: the larger of
+        // `ratio ×` production's p99 and production's p99 plus the floor.
+        if let Some(p99) = production.latency.quantile(0.99) {
+            let threshold = (p99 * config.max_latency_p99_ratio)
+                .max(p99 + 1e6 * config.min_latency_increase_ms);
+            let above = |m: &VariantMetrics| {
+                Sample::binary(m.latency.count(), m.latency.count_above(threshold)).ok()
+            };
+            if let (Some(a), Some(b)) = (above(production), above(candidate)) {
+                control = control.with_guardrail(LATENCY_GUARDRAIL, a);
+                challenger = challenger.with_guardrail(LATENCY_GUARDRAIL, b);
+            }
+        }
         let experiment = Experiment {
             variants: vec![control, challenger],
             control: 0,
@@ -396,10 +427,26 @@ pub fn check(
                     };
                     return result;
                 }
-                Decision::StopHarm { guardrail, .. } => {
+                Decision::StopHarm {
+                    guardrail,
+                    evidence,
+                    ..
+                } => {
+                    let numbers = if guardrail == LATENCY_GUARDRAIL {
+                        format!(
+                            ": {:.2}% of its calls are slower than the tolerated p99 (production {:.2}%; more than 1% means its p99 is above it, always-valid lower bound {:.2}%)",
+                            100.0 * evidence.mean_candidate,
+                            100.0 * evidence.mean_control,
+                            evidence
+                                .sequential_difference
+                                .map_or(f64::NAN, |d| 100.0 * (d.lower + 0.01)),
+                        )
+                    } else {
+                        String::new()
+                    };
                     result.action = RolloutAction::Rollback {
                         reason: format!(
-                            "the A/B test stopped the candidate for harm on {guardrail}"
+                            "the A/B test stopped the candidate for harm on {guardrail}{numbers}"
                         ),
                     };
                     return result;
@@ -443,4 +490,124 @@ pub fn check(
         },
     };
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(requests: u64, successes: u64, latency_ns: impl Fn(u64) -> u64) -> VariantMetrics {
+        let mut m = VariantMetrics {
+            requests,
+            binary: crate::metrics::BinaryOutcome {
+                successes,
+                trials: requests,
+            },
+            ..VariantMetrics::default()
+        };
+        for i in 0..requests {
+            m.latency.record(latency_ns(i));
+        }
+        m
+    }
+
+    fn state() -> RolloutState {
+        RolloutState {
+            run_id: 1,
+            version: 2,
+            reference: "m@2".into(),
+            artifact: "m-2.json".into(),
+            // The last step (100%): no split within it, so no SRM test.
+            step: 3,
+            step_started_ms: 0,
+            started_ms: 0,
+            srm_alerted: false,
+        }
+    }
+
+    /// Latencies spread over 1–3 ms, with 1% of calls at `tail` ms.
+    fn spread(tail_ms: u64) -> impl Fn(u64) -> u64 {
+        move |i| {
+            if i % 100 == 99 {
+                tail_ms * 1_000_000
+            } else {
+                1_000_000 + (i * 7_919 % 2_000) * 1_000
+            }
+        }
+    }
+
+    #[test]
+    fn a_slow_tail_rolls_back_on_always_valid_evidence() {
+        let config = RolloutConfig::default();
+        let production = metrics(20_000, 2_000, spread(3));
+        // 3% of the candidate's calls take 10 ms: its p99 is far above 1.5 × production's.
+        let candidate = metrics(20_000, 2_000, |i| {
+            if i % 100 >= 97 {
+                10_000_000
+            } else {
+                spread(3)(i)
+            }
+        });
+        let c = check(
+            &config,
+            &state(),
+            1000,
+            &production,
+            &candidate,
+            &production,
+            &candidate,
+        );
+        let RolloutAction::Rollback { reason } = &c.action else {
+            panic!("{:?}", c.action);
+        };
+        assert!(reason.contains("latency_p99"), "{reason}");
+        assert!(reason.contains("3.00% of its calls"), "{reason}");
+        assert!(matches!(c.decision, Some(Decision::StopHarm { .. })));
+
+        // The same tail shape as production: no rollback for latency.
+        let same = metrics(20_000, 2_000, spread(3));
+        let c = check(
+            &config,
+            &state(),
+            1000,
+            &production,
+            &same,
+            &production,
+            &same,
+        );
+        assert!(
+            !matches!(&c.action, RolloutAction::Rollback { .. }),
+            "{:?}",
+            c.action
+        );
+    }
+
+    #[test]
+    fn without_outcomes_the_point_estimates_judge_latency() {
+        let config = RolloutConfig::default();
+        let mut production = metrics(2_000, 0, spread(3));
+        // 2% of the candidate's calls take 30 ms: its p99 is 30 ms.
+        let mut candidate = metrics(2_000, 0, |i| {
+            if i % 50 == 49 {
+                30_000_000
+            } else {
+                spread(3)(i)
+            }
+        });
+        production.binary = crate::metrics::BinaryOutcome::default();
+        candidate.binary = crate::metrics::BinaryOutcome::default();
+        let c = check(
+            &config,
+            &state(),
+            1000,
+            &production,
+            &candidate,
+            &production,
+            &candidate,
+        );
+        let RolloutAction::Rollback { reason } = &c.action else {
+            panic!("{:?}", c.action);
+        };
+        assert!(reason.starts_with("guardrail latency p99"), "{reason}");
+    }
 }
