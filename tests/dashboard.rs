@@ -156,6 +156,12 @@ fn screenshot_dir() -> PathBuf {
 }
 
 /// Waits (bounded) until `css` matches at least one element, and returns them all.
+/// Types `token` into the page's admin-token field and presses "Use".
+async fn enter_token(driver: &WebDriver, token: &str) -> WebDriverResult<()> {
+    driver.find(By::Id("token")).await?.send_keys(token).await?;
+    driver.find(By::Id("token-use")).await?.click().await
+}
+
 async fn wait_for(driver: &WebDriver, css: &str) -> WebDriverResult<Vec<WebElement>> {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -528,12 +534,7 @@ async fn dashboard_shows_the_scenario_and_approves_with_the_token() -> WebDriver
     open(&driver, &base, "reviews").await?;
     wait_for(&driver, "form.review[data-run=\"2\"]").await?;
     shoot(&driver, "reviews").await?;
-    driver
-        .find(By::Id("token"))
-        .await?
-        .send_keys(WRONG_TOKEN)
-        .await?;
-    driver.find(By::Id("token-use")).await?.click().await?;
+    enter_token(&driver, WRONG_TOKEN).await?;
     wait_for(
         &driver,
         "main[data-page=\"reviews\"]:not([aria-busy]) form.review[data-run=\"2\"]",
@@ -573,12 +574,7 @@ async fn dashboard_shows_the_scenario_and_approves_with_the_token() -> WebDriver
     );
 
     // The right token: Approve with a reason promotes the candidate and audits it.
-    driver
-        .find(By::Id("token"))
-        .await?
-        .send_keys(ADMIN_TOKEN)
-        .await?;
-    driver.find(By::Id("token-use")).await?.click().await?;
+    enter_token(&driver, ADMIN_TOKEN).await?;
     wait_for(
         &driver,
         "main[data-page=\"reviews\"]:not([aria-busy]) form.review[data-run=\"2\"]",
@@ -730,12 +726,7 @@ async fn without_read_only_viewing_the_page_asks_for_the_token() -> WebDriverRes
     let error = wait_for(&driver, "#auth-error").await?;
     assert!(error[0].text().await?.contains("needs the admin token"));
     shoot(&driver, "asks-for-token").await?;
-    driver
-        .find(By::Id("token"))
-        .await?
-        .send_keys(ADMIN_TOKEN)
-        .await?;
-    driver.find(By::Id("token-use")).await?.click().await?;
+    enter_token(&driver, ADMIN_TOKEN).await?;
     wait_for(
         &driver,
         "main[data-page=\"overview\"]:not([aria-busy]) #agents",

@@ -1269,6 +1269,39 @@ fn bad_query(e: &axum::extract::rejection::QueryRejection) -> Response {
     problem(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
 }
 
+/// A dashboard view's query string, or its rejection.
+type ViewQuery<Q> = Result<axum::extract::Query<Q>, axum::extract::rejection::QueryRejection>;
+
+/// What every dashboard view checks first: read access (the admin token, or read-only
+/// viewing), then a well-formed query. Gives the query.
+fn view_call<Q>(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: ViewQuery<Q>,
+) -> Result<Q, Box<Response>> {
+    if !can_read(state, headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| Box::new(bad_query(&e)))
+}
+
+/// [`view_call`] for views of the lifecycle: also gives the lifecycle, or the 409 saying
+/// there is none.
+fn lifecycle_view<Q>(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: ViewQuery<Q>,
+) -> Result<(Arc<Lifecycle>, Q), Box<Response>> {
+    let query = view_call(state, headers, query)?;
+    let handle = state
+        .lifecycle
+        .as_ref()
+        .ok_or_else(|| Box::new(no_lifecycle()))?;
+    Ok((handle.lifecycle.clone(), query))
+}
+
 async fn data_blocking<T: Serialize + Send + 'static>(
     f: impl FnOnce() -> Result<T, DataError> + Send + 'static,
 ) -> Response {
@@ -1348,19 +1381,12 @@ async fn get_lifecycle(State(state): State<Arc<AppState>>, headers: HeaderMap) -
 async fn get_drift(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    query: Result<axum::extract::Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+    query: ViewQuery<SeriesQuery>,
 ) -> Response {
-    if !can_read(&state, &headers) {
-        return unauthorized();
-    }
-    let query = match query {
-        Ok(axum::extract::Query(q)) => q,
-        Err(e) => return bad_query(&e),
+    let (lifecycle, query) = match lifecycle_view(&state, &headers, query) {
+        Ok(call) => call,
+        Err(response) => return *response,
     };
-    let Some(handle) = &state.lifecycle else {
-        return no_lifecycle();
-    };
-    let lifecycle = handle.lifecycle.clone();
     let store = state.store.clone();
     let now = state.clock.now_unix_ms();
     data_blocking(move || dashboard::data::drift_series(&store, lifecycle.config(), &query, now))
@@ -1372,22 +1398,12 @@ async fn get_drift_feature(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     axum::extract::Path(feature): axum::extract::Path<String>,
-    query: Result<
-        axum::extract::Query<DistributionQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
+    query: ViewQuery<DistributionQuery>,
 ) -> Response {
-    if !can_read(&state, &headers) {
-        return unauthorized();
-    }
-    let query = match query {
-        Ok(axum::extract::Query(q)) => q,
-        Err(e) => return bad_query(&e),
+    let (lifecycle, query) = match lifecycle_view(&state, &headers, query) {
+        Ok(call) => call,
+        Err(response) => return *response,
     };
-    let Some(handle) = &state.lifecycle else {
-        return no_lifecycle();
-    };
-    let lifecycle = handle.lifecycle.clone();
     let store = state.store.clone();
     let end = query
         .end_ms
@@ -1401,14 +1417,11 @@ async fn get_experiment_series(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     axum::extract::Path(name): axum::extract::Path<String>,
-    query: Result<axum::extract::Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+    query: ViewQuery<SeriesQuery>,
 ) -> Response {
-    if !can_read(&state, &headers) {
-        return unauthorized();
-    }
-    let query = match query {
-        Ok(axum::extract::Query(q)) => q,
-        Err(e) => return bad_query(&e),
+    let query = match view_call(&state, &headers, query) {
+        Ok(query) => query,
+        Err(response) => return *response,
     };
     let doc = state.control.current();
     let variants: Vec<String> = doc

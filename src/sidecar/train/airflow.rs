@@ -9,10 +9,10 @@ use reqwest::blocking::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::command::{read_output, write_data_csv};
+use super::command::{check_data_file_job, read_output, write_data_csv};
 use super::{
-    ExternalRun, TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob, check_job,
-    check_rows, create_output_dir, output_stem, sha256_hex, write_atomically,
+    ExternalRun, TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob, create_output_dir,
+    output_stem, sha256_hex, write_atomically,
 };
 use crate::artifact::ArtifactError;
 
@@ -941,20 +941,8 @@ impl Trainer for AirflowTrainer {
         job: &TrainingJob<'_>,
         progress: &mut dyn FnMut(TrainProgress),
     ) -> Result<TrainedModel, TrainError> {
-        let columns = check_job(job)?;
-        check_rows(job)?;
+        let columns = check_data_file_job(job)?;
         check_run_key(&job.run_key)?;
-        if job
-            .features
-            .iter()
-            .any(|f| f == super::COMMAND_TIMESTAMP_COLUMN)
-            || job.label.name == super::COMMAND_TIMESTAMP_COLUMN
-        {
-            return Err(TrainError::InvalidJob(format!(
-                "`{}` is reserved for the time column of the DAG's data file",
-                super::COMMAND_TIMESTAMP_COLUMN
-            )));
-        }
         progress(TrainProgress::Started {
             rows: job.data.len(),
             features: columns.len(),

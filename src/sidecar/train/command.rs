@@ -153,6 +153,22 @@ fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Checks a job whose rows go to an external trainer's data file: [`check_job`],
+/// [`check_rows`], and no column named like the file's time column. Gives the job's
+/// columns in the data.
+pub(super) fn check_data_file_job(job: &TrainingJob<'_>) -> Result<Vec<usize>, TrainError> {
+    let columns = check_job(job)?;
+    check_rows(job)?;
+    if job.features.iter().any(|f| f == COMMAND_TIMESTAMP_COLUMN)
+        || job.label.name == COMMAND_TIMESTAMP_COLUMN
+    {
+        return Err(TrainError::InvalidJob(format!(
+            "`{COMMAND_TIMESTAMP_COLUMN}` is reserved for the time column of the data file external trainers read"
+        )));
+    }
+    Ok(columns)
+}
+
 /// Writes the job's rows as the CSV file external trainers read (see [`CommandTrainer`]),
 /// through a temporary file and a rename.
 pub(super) fn write_data_csv(
@@ -288,15 +304,7 @@ impl Trainer for CommandTrainer {
         if self.timeout.is_zero() {
             return Err(TrainError::Config("the command's timeout is zero".into()));
         }
-        let columns = check_job(job)?;
-        check_rows(job)?;
-        if job.features.iter().any(|f| f == COMMAND_TIMESTAMP_COLUMN)
-            || job.label.name == COMMAND_TIMESTAMP_COLUMN
-        {
-            return Err(TrainError::InvalidJob(format!(
-                "`{COMMAND_TIMESTAMP_COLUMN}` is reserved for the time column of the command's data file"
-            )));
-        }
+        let columns = check_data_file_job(job)?;
         progress(TrainProgress::Started {
             rows: job.data.len(),
             features: columns.len(),
