@@ -11,6 +11,7 @@
 #![cfg(feature = "sidecar")]
 
 mod common;
+use common::{ELEC_EXPERIMENTS, ELEC2_HALF_HOUR_MS as HALF_HOUR_MS};
 #[path = "common/smtp.rs"]
 mod smtp;
 
@@ -32,19 +33,7 @@ use modelgate::sidecar::train::{LinfaTrainer, sha256_hex};
 use serde_json::{Value, json};
 use smtp::SmtpSink;
 
-const HALF_HOUR_MS: i64 = 1_800_000;
 const DAG: &str = "modelgate_retrain";
-const EXPERIMENTS: &str = r#"
-[[experiments]]
-name = "elec"
-strategy = "immediate"
-target = "production"
-[[experiments.variants]]
-name = "production"
-[[experiments.variants]]
-name = "candidate"
-"#;
-
 /// The Airflow the tests use, from the environment `scripts/airflow.sh env` prints.
 struct Airflow {
     url: String,
@@ -211,7 +200,7 @@ fn open(dir: &Path) -> Setup {
     let control = Arc::new(
         ControlPlane::open(
             store.clone(),
-            &RouterConfig::from_toml(EXPERIMENTS).unwrap(),
+            &RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap(),
         )
         .unwrap(),
     );
@@ -527,7 +516,7 @@ fn a_restarted_sidecar_follows_the_same_dag_run() {
         format!(
             "listen = \"127.0.0.1:0\"\ndatabase = \"modelgate.db\"\n\
              agent_token_env = \"MG_TEST_AGENT_TOKEN\"\nadmin_token_env = \"MG_TEST_ADMIN_TOKEN\"\n\
-             {EXPERIMENTS}\n[lifecycle]\n{}",
+             {ELEC_EXPERIMENTS}\n[lifecycle]\n{}",
             lifecycle_toml(&dir.0, &model, &airflow, &modelgate_conf(&slow), "")
                 .replace("\n[", "\n[lifecycle.")
         ),

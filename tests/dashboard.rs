@@ -10,6 +10,7 @@
 #![cfg(feature = "sidecar")]
 
 mod common;
+use common::{ELEC_EXPERIMENTS, ELEC2_HALF_HOUR_MS as HALF_HOUR_MS};
 
 use common::TempDir;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,21 +32,9 @@ use thirtyfour::prelude::*;
 const AGENT_TOKEN: &str = "agent-token-dashboard-0001";
 const ADMIN_TOKEN: &str = "admin-token-dashboard-0001";
 const WRONG_TOKEN: &str = "admin-token-dashboard-WRONG";
-const HALF_HOUR_MS: i64 = 1_800_000;
 const DAY_MS: i64 = 86_400_000;
 const FEATURES: [&str; 5] = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"];
 const WAIT: Duration = Duration::from_secs(20);
-
-const EXPERIMENTS: &str = r#"
-[[experiments]]
-name = "elec"
-strategy = "immediate"
-target = "production"
-[[experiments.variants]]
-name = "production"
-[[experiments.variants]]
-name = "candidate"
-"#;
 
 // ---- chromedriver --------------------------------------------------------------------
 
@@ -244,7 +233,7 @@ fn sidecar_config(dir: &Path, clock: Arc<ManualClock>, read_only: bool) -> Sidec
     let mut config =
         SidecarConfig::new(&dir.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).expect("config");
     config.listen = "127.0.0.1:0".parse().expect("address");
-    config.experiments = RouterConfig::from_toml(EXPERIMENTS).expect("experiments");
+    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).expect("experiments");
     config.clock = clock;
     config.dashboard_read_only = read_only;
     config.lifecycle = Some(
@@ -296,7 +285,7 @@ fn scenario() -> Scenario {
     // first day from the training period, then days from a year later (drifted prices).
     let agent = Arc::new(
         Agent::<ModelArtifact>::builder()
-            .experiments_toml(EXPERIMENTS)
+            .experiments_toml(ELEC_EXPERIMENTS)
             .expect("experiments")
             .features(
                 FEATURES

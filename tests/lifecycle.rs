@@ -8,6 +8,7 @@
 #![cfg(feature = "sidecar")]
 
 mod common;
+use common::{ELEC_EXPERIMENTS, ELEC2_HALF_HOUR_MS as HALF_HOUR_MS};
 
 use common::TempDir;
 use std::path::{Path, PathBuf};
@@ -27,19 +28,7 @@ use modelgate::sidecar::train::{
 };
 use modelgate::wire::Report;
 
-const HALF_HOUR_MS: i64 = 1_800_000;
 const FEATURES: [&str; 5] = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"];
-
-const EXPERIMENTS: &str = r#"
-[[experiments]]
-name = "elec"
-strategy = "immediate"
-target = "production"
-[[experiments.variants]]
-name = "production"
-[[experiments.variants]]
-name = "candidate"
-"#;
 
 fn data_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv")
@@ -124,7 +113,7 @@ fn setup(name: &str, extra: &str, notify: NotifyConfig) -> Setup {
     let control = Arc::new(
         ControlPlane::open(
             store.clone(),
-            &RouterConfig::from_toml(EXPERIMENTS).unwrap(),
+            &RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap(),
         )
         .unwrap(),
     );
@@ -466,7 +455,7 @@ fn ship_rows(s: &Setup, from: usize, to: usize, step: usize) {
         .map(|f| header.iter().position(|h| h == f).unwrap())
         .collect();
     let agent = Agent::<u8>::builder()
-        .experiments_toml(EXPERIMENTS)
+        .experiments_toml(ELEC_EXPERIMENTS)
         .unwrap()
         .features(
             FEATURES
@@ -655,7 +644,7 @@ fn a_restart_mid_run_marks_the_run_failed_and_changes_nothing() {
 /// report.
 fn ship_labelled(s: &Setup, n: usize, id: &str) -> Report {
     let agent = Agent::<u8>::builder()
-        .experiments_toml(EXPERIMENTS)
+        .experiments_toml(ELEC_EXPERIMENTS)
         .unwrap()
         .features(
             FEATURES
@@ -741,7 +730,7 @@ fn exactly_1000_agent_and_csv_records_do_not_fire() {
 fn ship_outcomes(s: &Setup, n: usize, rate: f64, id: &str) {
     use modelgate::agent::Outcome;
     let agent = Agent::<u8>::builder()
-        .experiments_toml(EXPERIMENTS)
+        .experiments_toml(ELEC_EXPERIMENTS)
         .unwrap()
         .clock(s.clock.clone())
         .build()

@@ -10,6 +10,7 @@
 #![cfg(feature = "sidecar")]
 
 mod common;
+use common::{ELEC_EXPERIMENTS, ELEC2_HALF_HOUR_MS as HALF_HOUR_MS};
 
 use common::TempDir;
 use std::path::Path;
@@ -29,22 +30,10 @@ use modelgate::sidecar::store::AuditFilter;
 
 const AGENT_TOKEN: &str = "agent-token-rollout-00001";
 const ADMIN_TOKEN: &str = "admin-token-rollout-00001";
-const HALF_HOUR_MS: i64 = 1_800_000;
 const MINUTE_MS: i64 = 60_000;
 const FEATURES: [&str; 5] = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"];
 const AGENTS: usize = 3;
 const ROWS_PER_ROUND: usize = 900;
-
-const EXPERIMENTS: &str = r#"
-[[experiments]]
-name = "elec"
-strategy = "immediate"
-target = "production"
-[[experiments.variants]]
-name = "production"
-[[experiments.variants]]
-name = "candidate"
-"#;
 
 struct Row {
     features: Vec<f64>,
@@ -104,7 +93,7 @@ fn start(name: &str, rollout: &str) -> Fleet {
     let mut config =
         SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.experiments = RouterConfig::from_toml(EXPERIMENTS).unwrap();
+    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
     config.clock = clock.clone();
     config.lifecycle = Some(
         toml::from_str(&format!(
@@ -147,7 +136,7 @@ check_interval_s = 3600
     for i in 0..AGENTS {
         let agent = Arc::new(
             Agent::<ModelArtifact>::builder()
-                .experiments_toml(EXPERIMENTS)
+                .experiments_toml(ELEC_EXPERIMENTS)
                 .unwrap()
                 .clock(clock.clone())
                 .build()

@@ -4,6 +4,7 @@
 #![cfg(feature = "sidecar")]
 
 mod common;
+use common::{ELEC_EXPERIMENTS, ELEC2_HALF_HOUR_MS as HALF_HOUR_MS};
 
 use common::TempDir;
 use std::path::Path;
@@ -21,18 +22,6 @@ use modelgate::sidecar::store::RunRecord;
 
 const AGENT_TOKEN: &str = "agent-token-lifecycle-0001";
 const ADMIN_TOKEN: &str = "admin-token-lifecycle-0001";
-const HALF_HOUR_MS: i64 = 1_800_000;
-
-const EXPERIMENTS: &str = r#"
-[[experiments]]
-name = "elec"
-strategy = "immediate"
-target = "production"
-[[experiments.variants]]
-name = "production"
-[[experiments.variants]]
-name = "candidate"
-"#;
 
 fn client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -110,7 +99,7 @@ fn retrain_review_approve_rollback_over_http_and_cli() {
     let mut config =
         SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.experiments = RouterConfig::from_toml(EXPERIMENTS).unwrap();
+    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
     config.clock = clock.clone();
     config.lifecycle = Some(
         toml::from_str(&format!(
@@ -144,7 +133,7 @@ strategy = "immediate"
     // An agent that loads whatever artifact the control plane names.
     let agent = Arc::new(
         Agent::<ModelArtifact>::builder()
-            .experiments_toml(EXPERIMENTS)
+            .experiments_toml(ELEC_EXPERIMENTS)
             .unwrap()
             .build()
             .unwrap(),
@@ -261,7 +250,7 @@ fn metrics_expose_the_latest_drift_scores() {
     let mut config =
         SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.experiments = RouterConfig::from_toml(EXPERIMENTS).unwrap();
+    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
     config.clock = clock.clone();
     config.lifecycle = Some(
         toml::from_str(&format!(
@@ -295,7 +284,7 @@ drift_window_s = 86400
     // An agent reports features from a year later, when the Victorian columns moved.
     let agent = Arc::new(
         Agent::<ModelArtifact>::builder()
-            .experiments_toml(EXPERIMENTS)
+            .experiments_toml(ELEC_EXPERIMENTS)
             .unwrap()
             .features(
                 features

@@ -16,6 +16,22 @@ pub fn oracle_python() -> PathBuf {
     local
 }
 
+/// One experiment `elec` serving the variant `production` to everyone, with a `candidate`
+/// variant for rollouts: what the lifecycle tests start from.
+pub const ELEC_EXPERIMENTS: &str = r#"
+[[experiments]]
+name = "elec"
+strategy = "immediate"
+target = "production"
+[[experiments.variants]]
+name = "production"
+[[experiments.variants]]
+name = "candidate"
+"#;
+
+/// Elec2 rows are half an hour apart: one unit of its `t` column in ms.
+pub const ELEC2_HALF_HOUR_MS: i64 = 1_800_000;
+
 /// A small deterministic generator (SplitMix64) for test data.
 pub struct Rng(pub u64);
 

@@ -525,6 +525,20 @@ mod tests {
         }
     }
 
+    /// Checks with the default config, the step's metrics being the whole rollout's.
+    fn judge(production: &VariantMetrics, candidate: &VariantMetrics) -> RolloutCheck {
+        let config = RolloutConfig::default();
+        check(
+            &config,
+            &state(),
+            1000,
+            production,
+            candidate,
+            production,
+            candidate,
+        )
+    }
+
     /// Latencies spread over 1–3 ms, with 1% of calls at `tail` ms.
     fn spread(tail_ms: u64) -> impl Fn(u64) -> u64 {
         move |i| {
@@ -538,7 +552,6 @@ mod tests {
 
     #[test]
     fn a_slow_tail_rolls_back_on_always_valid_evidence() {
-        let config = RolloutConfig::default();
         let production = metrics(20_000, 2_000, spread(3));
         // 3% of the candidate's calls take 10 ms: its p99 is far above 1.5 × production's.
         let candidate = metrics(20_000, 2_000, |i| {
@@ -548,15 +561,7 @@ mod tests {
                 spread(3)(i)
             }
         });
-        let c = check(
-            &config,
-            &state(),
-            1000,
-            &production,
-            &candidate,
-            &production,
-            &candidate,
-        );
+        let c = judge(&production, &candidate);
         let RolloutAction::Rollback { reason } = &c.action else {
             panic!("{:?}", c.action);
         };
@@ -566,15 +571,7 @@ mod tests {
 
         // The same tail shape as production: no rollback for latency.
         let same = metrics(20_000, 2_000, spread(3));
-        let c = check(
-            &config,
-            &state(),
-            1000,
-            &production,
-            &same,
-            &production,
-            &same,
-        );
+        let c = judge(&production, &same);
         assert!(
             !matches!(&c.action, RolloutAction::Rollback { .. }),
             "{:?}",
@@ -584,7 +581,6 @@ mod tests {
 
     #[test]
     fn without_outcomes_the_point_estimates_judge_latency() {
-        let config = RolloutConfig::default();
         let mut production = metrics(2_000, 0, spread(3));
         // 2% of the candidate's calls take 30 ms: its p99 is 30 ms.
         let mut candidate = metrics(2_000, 0, |i| {
@@ -596,15 +592,7 @@ mod tests {
         });
         production.binary = crate::metrics::BinaryOutcome::default();
         candidate.binary = crate::metrics::BinaryOutcome::default();
-        let c = check(
-            &config,
-            &state(),
-            1000,
-            &production,
-            &candidate,
-            &production,
-            &candidate,
-        );
+        let c = judge(&production, &candidate);
         let RolloutAction::Rollback { reason } = &c.action else {
             panic!("{:?}", c.action);
         };
