@@ -69,6 +69,47 @@ struct NativeArm {
     index: usize,
 }
 
+/// An assignment without its experiment, packed into a `u64` and an `f64`: a struct of two
+/// scalars returns in registers, where the three-field [`Assignment`] returns through memory,
+/// and copying it back field by field stalled store forwarding on every call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Routed {
+    /// Bits 0..32: the variant id; bits 32..40: the reason; bit 40: whether there is a variant.
+    code: u64,
+    bucket: f64,
+}
+
+impl Routed {
+    const HAS_VARIANT: u64 = 1 << 40;
+
+    #[inline]
+    pub(crate) fn new(variant: Option<VariantId>, reason: Reason, bucket: f64) -> Self {
+        let variant_bits = variant.map_or(0, |v| Self::HAS_VARIANT | u64::from(v.0));
+        Routed {
+            code: variant_bits | (u64::from(reason as u8) << 32),
+            bucket,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn into_assignment(self, experiment: ExperimentId) -> Assignment {
+        let reason = match (self.code >> 32) as u8 {
+            0 => Reason::Assigned,
+            1 => Reason::Override,
+            2 => Reason::NotCovered,
+            3 => Reason::OutsideNamespace,
+            4 => Reason::EmptyKey,
+            _ => Reason::UnknownExperiment,
+        };
+        Assignment {
+            experiment,
+            variant: (self.code & Self::HAS_VARIANT != 0).then_some(VariantId(self.code as u32)),
+            bucket: self.bucket,
+            reason,
+        }
+    }
+}
+
 /// A compiled variant.
 #[derive(Debug, Clone)]
 pub struct CompiledVariant {
@@ -314,120 +355,148 @@ impl CompiledExperiment {
     /// Assigns `key`. Allocates nothing and takes no lock; reads `clock` only for `gradual`.
     #[inline]
     pub fn assign(&self, key: &str, clock: &dyn Clock) -> Assignment {
-        let forced = self.forced_variant(key);
-        let out = |variant: Option<usize>, bucket: f64, reason: Reason| Assignment {
-            experiment: self.id,
-            variant: variant.and_then(|i| self.variants.get(i)).map(|v| v.id),
-            bucket,
-            reason,
-        };
+        self.assign_routed(key, clock).into_assignment(self.id)
+    }
+
+    /// [`CompiledExperiment::assign`] without the experiment id, packed so that it comes back
+    /// from an out-of-line call in two registers.
+    #[inline]
+    pub(crate) fn assign_routed(&self, key: &str, clock: &dyn Clock) -> Routed {
         match self.scheme {
-            HashScheme::Xxh3 => {
-                let arm_hash = hash::xxh3(key.as_bytes(), self.arm_seed);
-                let bucket = hash::to_unit(arm_hash);
-                if let Some(i) = forced {
-                    return out(Some(i), bucket, Reason::Override);
-                }
-                if let Some(ns) = &self.namespace {
-                    let u = hash::unit_xxh3(key.as_bytes(), ns.seed);
-                    if !(ns.start <= u && u < ns.end) {
-                        return out(None, bucket, Reason::OutsideNamespace);
-                    }
-                }
-                if self.coverage < 1.0
-                    && hash::unit_xxh3(key.as_bytes(), self.exposure_seed) >= self.coverage
-                {
-                    return out(None, bucket, Reason::NotCovered);
-                }
-                let chosen = match &self.split {
-                    Split::Static(Weights::Native(arms)) => native_choose(arm_hash, arms),
-                    Split::Gradual {
-                        baseline, steps, ..
-                    } => match current_step(steps, clock.now_unix_ms()) {
-                        Some(step) => native_choose(arm_hash, &step.arms[..step.arm_count]),
-                        None => Some(*baseline),
-                    },
-                    _ => None,
-                };
-                match chosen {
-                    Some(i) => out(Some(i), bucket, Reason::Assigned),
-                    None => out(None, bucket, Reason::NotCovered),
-                }
+            HashScheme::Xxh3 => self.assign_native(key, clock),
+            HashScheme::GrowthBook => self.assign_growthbook(key, clock),
+            HashScheme::Unleash => self.assign_unleash(key, clock),
+        }
+    }
+
+    #[inline]
+    fn out(&self, variant: Option<usize>, bucket: f64, reason: Reason) -> Routed {
+        Routed::new(
+            variant.and_then(|i| self.variants.get(i)).map(|v| v.id),
+            reason,
+            bucket,
+        )
+    }
+
+    /// The native scheme: small enough to inline into a route call, so that the assignment
+    /// is built in registers rather than copied through memory.
+    #[inline]
+    fn assign_native(&self, key: &str, clock: &dyn Clock) -> Routed {
+        let forced = self.forced_variant(key);
+        let out = |variant, bucket, reason| self.out(variant, bucket, reason);
+        let arm_hash = hash::xxh3(key.as_bytes(), self.arm_seed);
+        let bucket = hash::to_unit(arm_hash);
+        if let Some(i) = forced {
+            return out(Some(i), bucket, Reason::Override);
+        }
+        if let Some(ns) = &self.namespace {
+            let u = hash::unit_xxh3(key.as_bytes(), ns.seed);
+            if !(ns.start <= u && u < ns.end) {
+                return out(None, bucket, Reason::OutsideNamespace);
             }
-            HashScheme::GrowthBook => {
-                let n = hash::growthbook_hash_v2(&self.salt, key);
-                if let Some(i) = forced {
-                    return out(Some(i), n, Reason::Override);
-                }
-                if key.is_empty() {
-                    return out(None, n, Reason::EmptyKey);
-                }
-                if let Some(ns) = &self.namespace {
-                    let u = hash::growthbook_hash_v1(key, &ns.growthbook_seed);
-                    if !(ns.start <= u && u < ns.end) {
-                        return out(None, n, Reason::OutsideNamespace);
-                    }
-                }
-                let chosen = match &self.split {
-                    Split::Static(Weights::GrowthBook(ranges)) => {
-                        ranges.iter().position(|&(s, e)| s <= n && n < e)
-                    }
-                    Split::Gradual {
-                        baseline,
-                        candidate,
-                        steps,
-                    } => {
-                        let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
-                        let ranges = growthbook_ranges(&[1.0 - p, p], self.coverage);
-                        ranges
-                            .iter()
-                            .position(|&(s, e)| s <= n && n < e)
-                            .map(|j| if j == 0 { *baseline } else { *candidate })
-                    }
-                    _ => None,
-                };
-                match chosen {
-                    Some(i) => out(Some(i), n, Reason::Assigned),
-                    None => out(None, n, Reason::NotCovered),
-                }
+        }
+        if self.coverage < 1.0
+            && hash::unit_xxh3(key.as_bytes(), self.exposure_seed) >= self.coverage
+        {
+            return out(None, bucket, Reason::NotCovered);
+        }
+        let chosen = match &self.split {
+            Split::Static(Weights::Native(arms)) => native_choose(arm_hash, arms),
+            Split::Gradual {
+                baseline, steps, ..
+            } => match current_step(steps, clock.now_unix_ms()) {
+                Some(step) => native_choose(arm_hash, &step.arms[..step.arm_count]),
+                None => Some(*baseline),
+            },
+            _ => None,
+        };
+        match chosen {
+            Some(i) => out(Some(i), bucket, Reason::Assigned),
+            None => out(None, bucket, Reason::NotCovered),
+        }
+    }
+
+    /// GrowthBook's scheme, out of line so that it does not weigh on the native path.
+    #[inline(never)]
+    fn assign_growthbook(&self, key: &str, clock: &dyn Clock) -> Routed {
+        let forced = self.forced_variant(key);
+        let out = |variant, bucket, reason| self.out(variant, bucket, reason);
+        let n = hash::growthbook_hash_v2(&self.salt, key);
+        if let Some(i) = forced {
+            return out(Some(i), n, Reason::Override);
+        }
+        if key.is_empty() {
+            return out(None, n, Reason::EmptyKey);
+        }
+        if let Some(ns) = &self.namespace {
+            let u = hash::growthbook_hash_v1(key, &ns.growthbook_seed);
+            if !(ns.start <= u && u < ns.end) {
+                return out(None, n, Reason::OutsideNamespace);
             }
-            HashScheme::Unleash => {
-                if let Some(i) = forced {
-                    return out(Some(i), 0.0, Reason::Override);
-                }
-                if let Some(ns) = &self.namespace {
-                    let u = hash::unit_xxh3(key.as_bytes(), ns.seed);
-                    if !(ns.start <= u && u < ns.end) {
-                        return out(None, 0.0, Reason::OutsideNamespace);
-                    }
-                }
-                let rollout = hash::unleash_normalized(&self.salt, key, 0, 100);
-                let bucket = f64::from(rollout - 1) / 100.0;
-                if rollout > self.unleash_rollout {
-                    return out(None, bucket, Reason::NotCovered);
-                }
-                let chosen = match &self.split {
-                    Split::Static(Weights::Unleash { weights, total }) => {
-                        unleash_choose(&self.salt, key, weights, *total)
-                    }
-                    Split::Gradual {
-                        baseline,
-                        candidate,
-                        steps,
-                    } => {
-                        let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
-                        let w = [unleash_weight(1.0 - p), unleash_weight(p)];
-                        let total = w[0] + w[1];
-                        unleash_choose(&self.salt, key, &w, total)
-                            .map(|j| if j == 0 { *baseline } else { *candidate })
-                    }
-                    _ => None,
-                };
-                match chosen {
-                    Some(i) => out(Some(i), bucket, Reason::Assigned),
-                    None => out(None, bucket, Reason::NotCovered),
-                }
+        }
+        let chosen = match &self.split {
+            Split::Static(Weights::GrowthBook(ranges)) => {
+                ranges.iter().position(|&(s, e)| s <= n && n < e)
             }
+            Split::Gradual {
+                baseline,
+                candidate,
+                steps,
+            } => {
+                let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
+                let ranges = growthbook_ranges(&[1.0 - p, p], self.coverage);
+                ranges
+                    .iter()
+                    .position(|&(s, e)| s <= n && n < e)
+                    .map(|j| if j == 0 { *baseline } else { *candidate })
+            }
+            _ => None,
+        };
+        match chosen {
+            Some(i) => out(Some(i), n, Reason::Assigned),
+            None => out(None, n, Reason::NotCovered),
+        }
+    }
+
+    /// Unleash's scheme, out of line so that it does not weigh on the native path.
+    #[inline(never)]
+    fn assign_unleash(&self, key: &str, clock: &dyn Clock) -> Routed {
+        let forced = self.forced_variant(key);
+        let out = |variant, bucket, reason| self.out(variant, bucket, reason);
+        if let Some(i) = forced {
+            return out(Some(i), 0.0, Reason::Override);
+        }
+        if let Some(ns) = &self.namespace {
+            let u = hash::unit_xxh3(key.as_bytes(), ns.seed);
+            if !(ns.start <= u && u < ns.end) {
+                return out(None, 0.0, Reason::OutsideNamespace);
+            }
+        }
+        let rollout = hash::unleash_normalized(&self.salt, key, 0, 100);
+        let bucket = f64::from(rollout - 1) / 100.0;
+        if rollout > self.unleash_rollout {
+            return out(None, bucket, Reason::NotCovered);
+        }
+        let chosen = match &self.split {
+            Split::Static(Weights::Unleash { weights, total }) => {
+                unleash_choose(&self.salt, key, weights, *total)
+            }
+            Split::Gradual {
+                baseline,
+                candidate,
+                steps,
+            } => {
+                let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
+                let w = [unleash_weight(1.0 - p), unleash_weight(p)];
+                let total = w[0] + w[1];
+                unleash_choose(&self.salt, key, &w, total)
+                    .map(|j| if j == 0 { *baseline } else { *candidate })
+            }
+            _ => None,
+        };
+        match chosen {
+            Some(i) => out(Some(i), bucket, Reason::Assigned),
+            None => out(None, bucket, Reason::NotCovered),
         }
     }
 
@@ -997,5 +1066,36 @@ impl CompiledNamespace {
     #[allow(dead_code)]
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_assignments_round_trip() {
+        let reasons = [
+            Reason::Assigned,
+            Reason::Override,
+            Reason::NotCovered,
+            Reason::OutsideNamespace,
+            Reason::EmptyKey,
+            Reason::UnknownExperiment,
+        ];
+        for reason in reasons {
+            for variant in [None, Some(VariantId(0)), Some(VariantId(u32::MAX))] {
+                let a = Routed::new(variant, reason, 0.25).into_assignment(ExperimentId(7));
+                assert_eq!(
+                    a,
+                    Assignment {
+                        experiment: ExperimentId(7),
+                        variant,
+                        bucket: 0.25,
+                        reason
+                    }
+                );
+            }
+        }
     }
 }

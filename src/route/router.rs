@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{CompiledConfig, CompiledExperiment};
+use super::compile::{CompiledConfig, CompiledExperiment, Routed};
 use super::config::RouterConfig;
 use super::registry::NameRegistry;
 use super::time::{Clock, SystemClock};
@@ -84,6 +84,44 @@ const CACHE_WAYS: usize = 4;
 struct LocalCache {
     entries: [Option<CacheEntry>; CACHE_WAYS],
     next_victim: usize,
+}
+
+impl LocalCache {
+    /// The way holding `router`'s config at `generation`, if this thread has it.
+    #[inline]
+    fn fresh_way(&self, router: u64, generation: u64) -> Option<usize> {
+        self.entries.iter().position(|e| {
+            e.as_ref()
+                .is_some_and(|e| e.router == router && e.generation == generation)
+        })
+    }
+
+    /// Loads `router`'s current config into its way (or a victim's) and returns the way. Kept
+    /// out of line so that the hit path stays small enough to inline into every route call.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, router: &Router, generation: u64) -> usize {
+        let way = match self
+            .entries
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|e| e.router == router.id))
+        {
+            Some(way) => way,
+            None => {
+                let way = self.next_victim;
+                self.next_victim = (way + 1) % CACHE_WAYS;
+                way
+            }
+        };
+        // Read the generation before the pointer: a swap in between leaves an entry newer
+        // than its tag, which only causes one more refresh.
+        self.entries[way] = Some(CacheEntry {
+            router: router.id,
+            generation,
+            config: router.current.load_full(),
+        });
+        way
+    }
 }
 
 thread_local! {
@@ -216,14 +254,10 @@ impl Router {
     pub fn route(&self, experiment: ExperimentId, key: &str) -> Assignment {
         let clock = &*self.clock;
         self.with_current(|config| match config.experiment(experiment) {
-            Some(e) => e.assign(key, clock),
-            None => Assignment {
-                experiment,
-                variant: None,
-                bucket: 0.0,
-                reason: Reason::UnknownExperiment,
-            },
+            Some(e) => e.assign_routed(key, clock),
+            None => Routed::new(None, Reason::UnknownExperiment, 0.0),
         })
+        .into_assignment(experiment)
     }
 
     /// Assigns `key` in every experiment of the current config, in config order, calling `f`
@@ -244,33 +278,11 @@ impl Router {
         let generation = self.generation.0.load(Ordering::Acquire);
         let cached = LOCAL.try_with(|cell| {
             let mut cache = cell.try_borrow_mut().ok()?;
-            let cache = &mut *cache;
-            let way = match cache
-                .entries
-                .iter()
-                .position(|e| e.as_ref().is_some_and(|e| e.router == self.id))
-            {
+            let way = match cache.fresh_way(self.id, generation) {
                 Some(way) => way,
-                None => {
-                    let way = cache.next_victim;
-                    cache.next_victim = (way + 1) % CACHE_WAYS;
-                    way
-                }
+                None => cache.refresh(self, generation),
             };
-            let slot = &mut cache.entries[way];
-            match slot {
-                Some(entry) if entry.router == self.id && entry.generation == generation => {}
-                _ => {
-                    // Read the generation before the pointer: a swap in between leaves an entry
-                    // newer than its tag, which only causes one more refresh.
-                    *slot = Some(CacheEntry {
-                        router: self.id,
-                        generation,
-                        config: self.current.load_full(),
-                    });
-                }
-            }
-            slot.as_ref().map(|entry| f(&entry.config))
+            cache.entries[way].as_ref().map(|entry| f(&entry.config))
         });
         match cached {
             Ok(Some(result)) => result,
