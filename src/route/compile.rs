@@ -151,8 +151,10 @@ enum Split {
 /// Weights prepared for each scheme.
 #[derive(Debug, Clone)]
 enum Weights {
-    /// Native: the variants with a weight above 0, with their seeds and reciprocal weights.
-    Native(Box<[NativeArm]>),
+    /// Native: the variants with a weight above 0, with their seeds and reciprocal weights,
+    /// and whether those weights are all equal (the common even split, which needs no
+    /// logarithm; see [`native_choose_equal`]).
+    Native { arms: Box<[NativeArm]>, equal: bool },
     /// GrowthBook: `[start, end)` ranges as `getBucketRanges` builds them.
     GrowthBook(Box<[(f64, f64)]>),
     /// Unleash: integer weights out of their sum.
@@ -326,7 +328,7 @@ impl CompiledExperiment {
             (Split::Static(w), StrategyKind::Canary) => {
                 let c = self.candidate?;
                 Some(match w {
-                    Weights::Native(arms) => {
+                    Weights::Native { arms, .. } => {
                         let weight = |i: usize| {
                             arms.iter()
                                 .find(|a| a.index == i)
@@ -401,7 +403,10 @@ impl CompiledExperiment {
             return out(None, bucket, Reason::NotCovered);
         }
         let chosen = match &self.split {
-            Split::Static(Weights::Native(arms)) => native_choose(arm_hash, arms),
+            Split::Static(Weights::Native { arms, equal: true }) => {
+                native_choose_equal(arm_hash, arms)
+            }
+            Split::Static(Weights::Native { arms, equal: false }) => native_choose(arm_hash, arms),
             Split::Gradual {
                 baseline, steps, ..
             } => match current_step(steps, clock.now_unix_ms()) {
@@ -538,6 +543,31 @@ fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
         best = best.max(packed);
     }
     arms.get((best & 0xff) as usize).map(|arm| arm.index)
+}
+
+/// [`native_choose`] for arms of one weight, without a logarithm: with a common weight the
+/// best score is the largest `u`, that is the smallest `m = mix >> 12` (`u = 1 - m / 2^52`).
+/// The arm with the smallest `m` is the answer unless the runner-up is within `2^15` of it.
+/// Beyond that gap the two scores differ by more than the logarithm's rounding (below
+/// `2^-49`) and the 8 bits the packing drops (`2^-44` of a score below 53): the score
+/// rises at least `1.44` per unit of `t = m / 2^52`, and `1.44 · 2^15 / 2^52 > 2^-37`. So
+/// this picks exactly the arm `native_choose` picks; inside the gap (one key in about `2^37`)
+/// it asks `native_choose`.
+#[inline]
+fn native_choose_equal(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
+    const GAP: u64 = 1 << 15;
+    let (mut best, mut second, mut best_slot) = (u64::MAX, u64::MAX, 0usize);
+    for (slot, arm) in arms.iter().enumerate() {
+        let m = hash::mix64(arm_hash ^ arm.seed) >> 12;
+        let better = m < best;
+        second = second.min(if better { best } else { m });
+        best_slot = if better { slot } else { best_slot };
+        best = best.min(m);
+    }
+    if second - best <= GAP {
+        return native_choose(arm_hash, arms);
+    }
+    arms.get(best_slot).map(|arm| arm.index)
 }
 
 /// GrowthBook's `getBucketRanges`, with the same floating-point operations in the same order.
@@ -985,8 +1015,9 @@ fn compile_experiment(
     let split = match gradual {
         Some(g) => g,
         None => Split::Static(match scheme {
-            HashScheme::Xxh3 => Weights::Native(
-                e.variants
+            HashScheme::Xxh3 => {
+                let arms: Box<[NativeArm]> = e
+                    .variants
                     .iter()
                     .zip(&fractions)
                     .enumerate()
@@ -996,8 +1027,12 @@ fn compile_experiment(
                         inv_weight: 1.0 / w,
                         index,
                     })
-                    .collect(),
-            ),
+                    .collect();
+                let equal = arms
+                    .windows(2)
+                    .all(|pair| pair[0].inv_weight.to_bits() == pair[1].inv_weight.to_bits());
+                Weights::Native { arms, equal }
+            }
             HashScheme::GrowthBook => {
                 let mut cumulative = 0.0;
                 let ranges = fractions
@@ -1072,6 +1107,66 @@ impl CompiledNamespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn packed_score(m: u64, inv_weight: f64) -> u64 {
+        let score = hash::log2_unit_fast(m << 12) * inv_weight;
+        !score.to_bits() & !0xff
+    }
+
+    /// The premise of `native_choose_equal`: a gap above `2^15` in `m` always separates
+    /// the packed scores, everywhere in the range, including the ends and the table's
+    /// segment and exponent boundaries.
+    #[test]
+    fn a_gap_in_m_separates_packed_scores() {
+        const GAP: u64 = (1 << 15) + 1;
+        let top = (1u64 << 52) - 1 - GAP;
+        let mut probes: Vec<u64> = vec![0, 1, 2, GAP, top, top - 1];
+        for e in 1..52 {
+            let boundary = (1u64 << 52) - (1u64 << (52 - e));
+            probes.extend([boundary.saturating_sub(GAP), boundary, boundary - 1]);
+        }
+        for i in 0..256u64 {
+            probes.push((i << 44).min(top));
+            probes.push(((i << 44) + (1 << 43)).min(top));
+        }
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200_000 {
+            x = hash::mix64(x);
+            probes.push((x >> 12) % top);
+            probes.push((x >> 40) % top);
+        }
+        for inv_weight in [1.0, 2.0, 10.0, 1.0 / 0.3, 1.0 / 0.999, 1.0e6] {
+            for &m in &probes {
+                let m = m.min(top);
+                assert!(
+                    packed_score(m, inv_weight) > packed_score(m + GAP, inv_weight),
+                    "m = {m}, inv_weight = {inv_weight}"
+                );
+            }
+        }
+    }
+
+    /// The even-split shortcut picks exactly what the full computation picks.
+    #[test]
+    fn even_split_shortcut_agrees_with_the_full_computation() {
+        for n in 1..=12usize {
+            for inv_weight in [1.0, n as f64, 3.7] {
+                let arms: Vec<NativeArm> = (0..n)
+                    .map(|i| NativeArm {
+                        seed: hash::mix64(0xabcd + i as u64),
+                        inv_weight,
+                        index: i * 3,
+                    })
+                    .collect();
+                let mut h = n as u64;
+                for _ in 0..100_000 {
+                    h = hash::mix64(h.wrapping_add(0x9e37_79b9_7f4a_7c15));
+                    assert_eq!(native_choose_equal(h, &arms), native_choose(h, &arms));
+                }
+            }
+        }
+        assert_eq!(native_choose_equal(42, &[]), None);
+    }
 
     #[test]
     fn packed_assignments_round_trip() {
