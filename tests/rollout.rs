@@ -437,6 +437,20 @@ fn a_sample_ratio_mismatch_holds_the_rollout_and_alerts() {
             .iter()
             .any(|d| d.subject.contains("sample ratio mismatch"))
     );
+    // A retrain asked for during the rollout is refused at once, not queued and dropped.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let refused = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/retrain", fleet.sidecar.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"reason": "impatient"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    let problem: serde_json::Value = refused.json().unwrap();
+    assert!(
+        problem.to_string().contains("rolling out elec@2"),
+        "{problem}"
+    );
     // An administrator stops the held rollout: production keeps all traffic, the run is
     // rejected, and the next checks change nothing.
     let run_id = lifecycle.rollout().unwrap().run_id;

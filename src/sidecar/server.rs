@@ -9,7 +9,7 @@
 //! | `GET /v1/experiments` | admin | the experiments config with per-variant totals |
 //! | `GET /v1/models` | admin | the model registry |
 //! | `GET /v1/runs`, `/v1/runs/{id}`, `/v1/audit` | admin | pipeline runs; the audit log (`?kind=&subject=&limit=&before_id=`) |
-//! | `POST /v1/runs/{id}/approve`, `/reject`, `/v1/rollback`, `/v1/retrain` | admin | lifecycle decisions (a JSON body with a `reason`) |
+//! | `POST /v1/runs/{id}/approve`, `/reject`, `/v1/rollback`, `/v1/retrain` | admin | lifecycle decisions (a JSON body with a `reason`); a retrain during a rollout is 409 |
 //! | `GET /v1/lifecycle` | admin | the lifecycle: production model, alias history, rollout in progress and its last check, latest drift |
 //! | `GET /v1/drift` | admin | drift over time (`?points=&step_s=`), see [`super::dashboard::data::DriftSeries`] |
 //! | `GET /v1/drift/features/{feature}` | admin | one feature's reference and current distributions (`?end_ms=`) |
@@ -1223,6 +1223,9 @@ async fn post_retrain(
     let Some(handle) = &state.lifecycle else {
         return no_lifecycle();
     };
+    if let Some(why) = handle.lifecycle.busy() {
+        return problem(StatusCode::CONFLICT, "busy", why);
+    }
     let reason = format!("{actor} asked: {}", request.reason);
     match handle.commands.send(LifecycleCommand::Retrain(reason)) {
         Ok(()) => (

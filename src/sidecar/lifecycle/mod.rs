@@ -1528,6 +1528,22 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Why a retrain asked for now would be refused when its turn comes, if it would: a
+    /// rollout in progress (rollouts last far longer than the command queue). A run in
+    /// progress is not a reason: a queued retrain starts after it. The HTTP API uses this to
+    /// answer 409 at once instead of queueing a retrain that would be dropped.
+    #[must_use]
+    pub fn busy(&self) -> Option<String> {
+        self.rollout().map(|r| {
+            format!(
+                "run {} is rolling out {} (step {}); wait for it to finish or stop it with a rollback",
+                r.run_id,
+                r.reference,
+                r.step + 1
+            )
+        })
+    }
+
     /// The rollout in progress, if any.
     #[must_use]
     pub fn rollout(&self) -> Option<RolloutState> {
