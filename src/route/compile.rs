@@ -529,7 +529,7 @@ fn recip(w: f64) -> f64 {
 /// key's arm hash with a seed derived from the variant's name, and the highest score wins.
 /// Variant `v` wins with probability `w_v / Σw` (up to the `log2` interpolation, below 1e-5),
 /// and a key never leaves a variant whose weight rises, nor one whose rivals shrink or go.
-#[inline]
+#[inline(always)]
 fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
     // Each score is at most 0. For such floats, the complement of the bit pattern orders like
     // the value, so the best arm is an integer maximum: the complement with its low 8 bits
@@ -543,6 +543,14 @@ fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
         best = best.max(packed);
     }
     arms.get((best & 0xff) as usize).map(|arm| arm.index)
+}
+
+/// [`native_choose`] out of line, for the rare near-tie of [`native_choose_equal`] (a
+/// second inlined copy made the common, unequal-weight path slower).
+#[cold]
+#[inline(never)]
+fn native_choose_cold(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
+    native_choose(arm_hash, arms)
 }
 
 /// [`native_choose`] for arms of one weight, without a logarithm: with a common weight the
@@ -565,7 +573,7 @@ fn native_choose_equal(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
         best = best.min(m);
     }
     if second - best <= GAP {
-        return native_choose(arm_hash, arms);
+        return native_choose_cold(arm_hash, arms);
     }
     arms.get(best_slot).map(|arm| arm.index)
 }
