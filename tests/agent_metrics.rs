@@ -110,6 +110,14 @@ fn concurrent_records_and_snapshots_add_up_exactly() {
     let mut snapshots = snapshotter.join().expect("snapshotter");
     snapshots.push(agent.snapshot());
     assert!(snapshots.len() > 2, "snapshots ran while writers recorded");
+    // Every window is whole: no error without its request, no success without its trial.
+    for snapshot in &snapshots {
+        for v in snapshot.experiments.iter().flat_map(|e| &e.variants) {
+            let m = &v.metrics;
+            assert!(m.errors.total() <= m.requests, "{m:?}");
+            assert!(m.binary.successes <= m.binary.trials, "{m:?}");
+        }
+    }
     let got = totals(&snapshots);
     for (name, (requests, errors, successes, trials)) in &expected {
         let m = &got[name];

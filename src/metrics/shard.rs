@@ -3,8 +3,11 @@
 //! Each thread that records gets a shard of its own (leased from its agent's list on first
 //! use and returned when the thread ends), so a writer never shares a cache line with another
 //! writer: cells are 128-byte aligned and updated with a plain load and store of its own
-//! atomics, never a read-modify-write. Readers (snapshots) load the same atomics. Groups of
-//! values that must be read together (count, mean and `m2`) sit behind a sequence lock.
+//! atomics, never a read-modify-write. Readers (snapshots) load the same atomics. Every call
+//! and every binary outcome bumps exactly one counter (successful calls or one error kind;
+//! successes or failures), so any read is a consistent set of whole events, and a window never
+//! shows an error without its request. Groups of values that must be read together (count,
+//! mean and `m2`) sit behind a sequence lock.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
@@ -28,12 +31,14 @@ fn add(cell: &AtomicU64, n: u64) {
 /// The cells of one variant in one shard.
 #[repr(align(128))]
 pub(crate) struct VariantCells {
-    pub(crate) requests: AtomicU64,
+    /// Calls that succeeded; requests are these plus the errors.
+    ok: AtomicU64,
     pub(crate) errors: [AtomicU64; ERROR_KINDS],
     pub(crate) latency: Box<[AtomicU64]>,
     pub(crate) latency_saturated: AtomicU64,
     pub(crate) feature_rows: AtomicU64,
     seq: AtomicU64,
+    /// Binary outcomes: successes, failures.
     binary: [AtomicU64; 2],
     outcome: [AtomicU64; 3],
     /// Feature and prediction sketches: too large for atomics, so behind a mutex that only
@@ -91,7 +96,7 @@ pub(crate) struct Locked {
 impl VariantCells {
     fn new() -> Self {
         VariantCells {
-            requests: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             latency_saturated: AtomicU64::new(0),
@@ -105,14 +110,11 @@ impl VariantCells {
 
     #[inline]
     pub(crate) fn record_call(&self, latency_nanos: u64, error: Option<ErrorKind>) {
-        // Requests and errors change together under the sequence lock, so that no window
-        // shows an error without its request.
-        self.write_locked(|c| {
-            add(&c.requests, 1);
-            if let Some(kind) = error {
-                add(&c.errors[kind as usize], 1);
-            }
-        });
+        // One counter per call: requests are summed on read, so they never lag an error.
+        match error {
+            None => add(&self.ok, 1),
+            Some(kind) => add(&self.errors[kind as usize], 1),
+        }
         add(&self.latency[super::histogram::bucket_of(latency_nanos)], 1);
         if latency_nanos >> 36 != 0 {
             add(&self.latency_saturated, 1);
@@ -130,10 +132,7 @@ impl VariantCells {
 
     #[inline]
     pub(crate) fn record_binary(&self, success: bool) {
-        self.write_locked(|c| {
-            add(&c.binary[0], u64::from(success));
-            add(&c.binary[1], 1);
-        });
+        add(&self.binary[usize::from(!success)], 1);
     }
 
     #[inline]
@@ -159,11 +158,18 @@ impl VariantCells {
                 std::hint::spin_loop();
                 continue;
             }
+            let errors: [u64; ERROR_KINDS] =
+                std::array::from_fn(|i| self.errors[i].load(Ordering::Relaxed));
+            let successes = self.binary[0].load(Ordering::Relaxed);
             let copy = Locked {
-                requests: self.requests.load(Ordering::Relaxed),
-                errors: std::array::from_fn(|i| self.errors[i].load(Ordering::Relaxed)),
-                successes: self.binary[0].load(Ordering::Relaxed),
-                trials: self.binary[1].load(Ordering::Relaxed),
+                requests: errors
+                    .iter()
+                    .fold(self.ok.load(Ordering::Relaxed), |sum, &e| {
+                        sum.wrapping_add(e)
+                    }),
+                errors,
+                successes,
+                trials: successes.wrapping_add(self.binary[1].load(Ordering::Relaxed)),
                 outcome: read_moments(&self.outcome),
             };
             fence(Ordering::Acquire);
