@@ -86,6 +86,20 @@ pub fn mix64(x: u64) -> u64 {
 const LOG2_TABLE_BITS: u32 = 8;
 const LOG2_TABLE: [f64; (1 << LOG2_TABLE_BITS) + 1] = build_log2_table();
 
+/// The table as segments `[log2(1 + i/256), its rise to the next entry]`: one read per
+/// logarithm, and the subtraction done once here (the same IEEE operation, so the same bits).
+const LOG2_SEGMENTS: [[f64; 2]; 1 << LOG2_TABLE_BITS] = build_log2_segments();
+
+const fn build_log2_segments() -> [[f64; 2]; 1 << LOG2_TABLE_BITS] {
+    let mut segments = [[0.0; 2]; 1 << LOG2_TABLE_BITS];
+    let mut i = 0;
+    while i < segments.len() {
+        segments[i] = [LOG2_TABLE[i], LOG2_TABLE[i + 1] - LOG2_TABLE[i]];
+        i += 1;
+    }
+    segments
+}
+
 const fn build_log2_table() -> [f64; (1 << LOG2_TABLE_BITS) + 1] {
     let mut table = [0.0; (1 << LOG2_TABLE_BITS) + 1];
     let mut i = 0;
@@ -132,13 +146,14 @@ const ONE_BITS: u64 = 0x3ff0_0000_0000_0000;
 pub fn log2_unit_fast(h: u64) -> f64 {
     const MAGIC: u64 = 0x4330_0000_0000_0000; // 2^52: its low mantissa bits hold an integer
     let bits = unit_from_bits(h).to_bits();
-    let biased_exponent = (bits >> 52) & 0x7ff;
+    // `u` is positive: the bits above the mantissa are the biased exponent alone.
+    let biased_exponent = bits >> 52;
     let exponent = f64::from_bits(MAGIC | biased_exponent) - (4_503_599_627_370_496.0 + 1023.0);
     let index = ((bits >> (52 - LOG2_TABLE_BITS)) & ((1 << LOG2_TABLE_BITS) - 1)) as usize;
     let fraction =
         f64::from_bits(ONE_BITS | ((bits << LOG2_TABLE_BITS) & 0x000f_ffff_ffff_ffff)) - 1.0;
-    let (lo, hi) = (LOG2_TABLE[index], LOG2_TABLE[index + 1]);
-    exponent + lo + fraction * (hi - lo)
+    let [lo, rise] = LOG2_SEGMENTS[index];
+    exponent + lo + fraction * rise
 }
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
@@ -294,6 +309,48 @@ mod tests {
             let v = log2_unit_fast(h);
             assert!(v >= prev, "not monotone at {h:#x}");
             prev = v;
+        }
+    }
+
+    /// The logarithm's bits are part of the native assignment format. This is its first
+    /// formulation (two table reads, a masked exponent), kept as the reference: the current
+    /// one must give the same bits everywhere.
+    fn log2_unit_reference(h: u64) -> f64 {
+        const MAGIC: u64 = 0x4330_0000_0000_0000;
+        let bits = unit_from_bits(h).to_bits();
+        let biased_exponent = (bits >> 52) & 0x7ff;
+        let exponent = f64::from_bits(MAGIC | biased_exponent) - (4_503_599_627_370_496.0 + 1023.0);
+        let index = ((bits >> 44) & 0xff) as usize;
+        let fraction = f64::from_bits(ONE_BITS | ((bits << 8) & 0x000f_ffff_ffff_ffff)) - 1.0;
+        let (lo, hi) = (LOG2_TABLE[index], LOG2_TABLE[index + 1]);
+        exponent + lo + fraction * (hi - lo)
+    }
+
+    #[test]
+    fn fast_log2_keeps_the_bits_of_its_reference() {
+        let mut probes = vec![0u64, 1, u64::MAX, u64::MAX - 1, 1 << 12, (1 << 12) - 1];
+        for e in 0..64 {
+            probes.extend([1u64 << e, (1u64 << e).wrapping_sub(1), u64::MAX >> e]);
+        }
+        for i in 0..256u64 {
+            probes.extend([
+                i << 56,
+                (i << 56) | (1 << 55),
+                (i << 56).wrapping_sub(1 << 12),
+            ]);
+        }
+        let mut x = 0x5eed_u64;
+        for _ in 0..2_000_000 {
+            x = mix64(x);
+            probes.push(x);
+            probes.push(x >> (x % 64));
+        }
+        for h in probes {
+            assert_eq!(
+                log2_unit_fast(h).to_bits(),
+                log2_unit_reference(h).to_bits(),
+                "h = {h:#x}"
+            );
         }
     }
 

@@ -531,18 +531,20 @@ fn recip(w: f64) -> f64 {
 /// and a key never leaves a variant whose weight rises, nor one whose rivals shrink or go.
 #[inline(always)]
 fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
-    // Each score is at most 0. For such floats, the complement of the bit pattern orders like
-    // the value, so the best arm is an integer maximum: the complement with its low 8 bits
-    // replaced by the arm's index (a 2^-44 relative rounding of the score). An integer max
-    // compiles to a conditional move, where a comparison of floats became a branch that
-    // mispredicted on every other key.
-    let mut best = 0u64;
+    // Each score is at most 0. For such floats the bit pattern orders against the value, so
+    // the best arm is an integer minimum: the bits with their low 8 set to the complement of
+    // the arm's slot (a 2^-44 relative rounding of the score; on a tie, the higher slot wins).
+    // An integer min compiles to a conditional move, where a comparison of floats became a
+    // branch that mispredicted on every other key. (This is the bitwise complement of the
+    // historical packing `!bits & !0xff | slot` under a maximum: the same winner always.)
+    let mut best = u64::MAX;
     for (slot, arm) in arms.iter().enumerate() {
         let score = hash::log2_unit_fast(hash::mix64(arm_hash ^ arm.seed)) * arm.inv_weight;
-        let packed = (!score.to_bits() & !0xff) | slot as u64;
-        best = best.max(packed);
+        let packed = (score.to_bits() | 0xff) ^ slot as u64;
+        best = best.min(packed);
     }
-    arms.get((best & 0xff) as usize).map(|arm| arm.index)
+    arms.get(((best & 0xff) ^ 0xff) as usize)
+        .map(|arm| arm.index)
 }
 
 /// [`native_choose`] out of line, for the rare near-tie of [`native_choose_equal`] (a
