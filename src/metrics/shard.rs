@@ -83,7 +83,8 @@ impl Profiles {
     }
 }
 
-/// What a reader copies out of the sequence-locked group.
+/// What a reader copies out in one pass: the counters (requests and trials summed from them)
+/// and the sequence-locked moments.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Locked {
     pub(crate) requests: u64,
@@ -150,7 +151,7 @@ impl VariantCells {
         f(guard.get_or_insert_with(|| Profiles::new(numeric)));
     }
 
-    /// A consistent copy of the sequence-locked group.
+    /// A copy of the counters and a consistent copy of the sequence-locked moments.
     pub(crate) fn read_locked(&self) -> Locked {
         loop {
             let before = self.seq.load(Ordering::Acquire);

@@ -540,11 +540,16 @@ fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
     let mut best = u64::MAX;
     for (slot, arm) in arms.iter().enumerate() {
         let score = hash::log2_unit_fast(hash::mix64(arm_hash ^ arm.seed)) * arm.inv_weight;
-        let packed = (score.to_bits() | 0xff) ^ slot as u64;
-        best = best.min(packed);
+        best = best.min(pack_score(score, slot));
     }
     arms.get(((best & 0xff) ^ 0xff) as usize)
         .map(|arm| arm.index)
+}
+
+/// A score (at most 0) and its slot (below 256) as one integer; the smallest wins.
+#[inline(always)]
+fn pack_score(score: f64, slot: usize) -> u64 {
+    (score.to_bits() | 0xff) ^ slot as u64
 }
 
 /// [`native_choose`] out of line, for the rare near-tie of [`native_choose_equal`] (a
@@ -1119,8 +1124,7 @@ mod tests {
     use super::*;
 
     fn packed_score(m: u64, inv_weight: f64) -> u64 {
-        let score = hash::log2_unit_fast(m << 12) * inv_weight;
-        !score.to_bits() & !0xff
+        pack_score(hash::log2_unit_fast(m << 12) * inv_weight, 0)
     }
 
     /// The premise of `native_choose_equal`: a gap above `2^15` in `m` always separates
@@ -1148,8 +1152,9 @@ mod tests {
         for inv_weight in [1.0, 2.0, 10.0, 1.0 / 0.3, 1.0 / 0.999, 1.0e6] {
             for &m in &probes {
                 let m = m.min(top);
+                // A smaller packed score wins: `m` must beat `m + GAP` outright.
                 assert!(
-                    packed_score(m, inv_weight) > packed_score(m + GAP, inv_weight),
+                    packed_score(m, inv_weight) < packed_score(m + GAP, inv_weight),
                     "m = {m}, inv_weight = {inv_weight}"
                 );
             }
