@@ -537,11 +537,22 @@ fn native_choose(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
     // An integer min compiles to a conditional move, where a comparison of floats became a
     // branch that mispredicted on every other key. (This is the bitwise complement of the
     // historical packing `!bits & !0xff | slot` under a maximum: the same winner always.)
-    let mut best = u64::MAX;
-    for (slot, arm) in arms.iter().enumerate() {
+    let packed = |slot: usize, arm: &NativeArm| {
         let score = hash::log2_unit_fast(hash::mix64(arm_hash ^ arm.seed)) * arm.inv_weight;
-        best = best.min(pack_score(score, slot));
+        pack_score(score, slot)
+    };
+    // Two running minima (even and odd slots) halve the chain of compare-and-moves that the
+    // last arm waits on; the minimum of the two is the same winner.
+    let (mut even, mut odd) = (u64::MAX, u64::MAX);
+    let mut pairs = arms.chunks_exact(2);
+    for (pair, chunk) in pairs.by_ref().enumerate() {
+        even = even.min(packed(2 * pair, &chunk[0]));
+        odd = odd.min(packed(2 * pair + 1, &chunk[1]));
     }
+    if let [last] = pairs.remainder() {
+        even = even.min(packed(arms.len() - 1, last));
+    }
+    let best = even.min(odd);
     arms.get(((best & 0xff) ^ 0xff) as usize)
         .map(|arm| arm.index)
 }
@@ -1157,6 +1168,34 @@ mod tests {
                     packed_score(m, inv_weight) < packed_score(m + GAP, inv_weight),
                     "m = {m}, inv_weight = {inv_weight}"
                 );
+            }
+        }
+    }
+
+    /// The two running minima of `native_choose` pick what one minimum over every arm in
+    /// slot order picks, for even and odd arm counts alike.
+    #[test]
+    fn paired_minima_agree_with_one_running_minimum() {
+        fn one_minimum(arm_hash: u64, arms: &[NativeArm]) -> Option<usize> {
+            let best = arms.iter().enumerate().fold(u64::MAX, |best, (slot, arm)| {
+                let u = hash::mix64(arm_hash ^ arm.seed);
+                best.min(pack_score(hash::log2_unit_fast(u) * arm.inv_weight, slot))
+            });
+            arms.get(((best & 0xff) ^ 0xff) as usize)
+                .map(|arm| arm.index)
+        }
+        for n in 0..=13usize {
+            let arms: Vec<NativeArm> = (0..n)
+                .map(|i| NativeArm {
+                    seed: hash::mix64(0x5151 + i as u64),
+                    inv_weight: 1.0 / (1.0 + i as f64),
+                    index: i * 5 + 1,
+                })
+                .collect();
+            let mut h = 7 + n as u64;
+            for _ in 0..50_000 {
+                h = hash::mix64(h.wrapping_add(0x9e37_79b9_7f4a_7c15));
+                assert_eq!(native_choose(h, &arms), one_minimum(h, &arms), "{n} arms");
             }
         }
     }
