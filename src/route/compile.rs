@@ -402,19 +402,24 @@ impl CompiledExperiment {
         {
             return out(None, bucket, Reason::NotCovered);
         }
-        let chosen = match &self.split {
+        // One inlined copy of the full race serves static and ramped splits alike.
+        let race: &[NativeArm] = match &self.split {
             Split::Static(Weights::Native { arms, equal: true }) => {
-                native_choose_equal(arm_hash, arms)
+                return match native_choose_equal(arm_hash, arms) {
+                    Some(i) => out(Some(i), bucket, Reason::Assigned),
+                    None => out(None, bucket, Reason::NotCovered),
+                };
             }
-            Split::Static(Weights::Native { arms, equal: false }) => native_choose(arm_hash, arms),
+            Split::Static(Weights::Native { arms, equal: false }) => arms,
             Split::Gradual {
                 baseline, steps, ..
             } => match current_step(steps, clock.now_unix_ms()) {
-                Some(step) => native_choose(arm_hash, &step.arms[..step.arm_count]),
-                None => Some(*baseline),
+                Some(step) => &step.arms[..step.arm_count],
+                None => return out(Some(*baseline), bucket, Reason::Assigned),
             },
-            _ => None,
+            _ => &[],
         };
+        let chosen = native_choose(arm_hash, race);
         match chosen {
             Some(i) => out(Some(i), bucket, Reason::Assigned),
             None => out(None, bucket, Reason::NotCovered),
