@@ -483,6 +483,25 @@ impl Sidecar {
     }
 }
 
+impl Sidecar {
+    /// Stops the sidecar as a service manager does (SIGTERM) and waits until it exits.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().unwrap()
+    }
+}
+
+/// How a test stops a sidecar in the middle of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    /// SIGKILL: a crash, no chance to clean up.
+    Kill,
+    /// SIGTERM: a graceful shutdown, which stops following the DAG run at once.
+    Terminate,
+}
+
 impl Drop for Sidecar {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -492,17 +511,31 @@ impl Drop for Sidecar {
 
 #[test]
 fn a_restarted_sidecar_follows_the_same_dag_run() {
+    restart_follows_the_same_dag_run(Stop::Kill);
+}
+
+#[test]
+fn a_sidecar_shut_down_during_training_resumes_it_after_a_restart() {
+    restart_follows_the_same_dag_run(Stop::Terminate);
+}
+
+fn restart_follows_the_same_dag_run(stop: Stop) {
     let airflow = Airflow::from_env();
     airflow.wait_for_dag();
     let dir = TempDir::new("airflow-restart");
-    let model = unique_model("restart");
+    let model = unique_model(match stop {
+        Stop::Kill => "restart",
+        Stop::Terminate => "shutdown",
+    });
     // The worker's training takes a few seconds (a slow job), so the sidecar is killed
     // while the DAG run is in flight.
     let slow = dir.0.join("slow-modelgate");
     std::fs::write(
         &slow,
         format!(
-            "#!/bin/sh\nsleep 4\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nsleep {}\nexec '{}' \"$@\"\n",
+            // Long enough that the graceful stop surely comes while the job runs.
+            if stop == Stop::Kill { 4 } else { 15 },
             env!("CARGO_BIN_EXE_modelgate")
         ),
     )
@@ -561,9 +594,32 @@ fn a_restarted_sidecar_follows_the_same_dag_run() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    drop(sidecar); // SIGKILL: no chance to clean up
+    match stop {
+        Stop::Kill => drop(sidecar),
+        Stop::Terminate => {
+            let status = sidecar.terminate();
+            assert!(
+                status.success(),
+                "{status}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
     let state_at_kill = airflow.dag_run(&run_key).unwrap()["state"].clone();
-    eprintln!("DAG run {run_key} was {state_at_kill} when the sidecar was killed");
+    eprintln!("DAG run {run_key} was {state_at_kill} when the sidecar stopped ({stop:?})");
+    if stop == Stop::Terminate {
+        // The shutdown left the run in its training step and said so.
+        let store = Store::open(&dir.0.join("modelgate.db"), Durability::Normal).unwrap();
+        let run = store.run(run_id).unwrap().unwrap();
+        assert_eq!(run.state, "running", "{run:?}");
+        let interrupted = store
+            .audit_log(&AuditFilter {
+                kind: Some("run.interrupted".into()),
+                ..AuditFilter::default()
+            })
+            .unwrap();
+        assert_eq!(interrupted.len(), 1, "{interrupted:?}");
+    }
 
     let sidecar = Sidecar::start(&config, &airflow, &log);
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -629,8 +685,8 @@ fn a_restarted_sidecar_follows_the_same_dag_run() {
 fn a_real_airflow_refuses_a_wrong_password_and_an_unknown_dag() {
     use modelgate::artifact::LabelKind;
     use modelgate::sidecar::train::{
-        AirflowConfig, AirflowError, AirflowTrainer, CsvSpec, TrainError, Trainer, TrainingData,
-        TrainingJob,
+        AirflowConfig, AirflowError, AirflowTrainer, CsvSpec, StopSignal, TrainError, Trainer,
+        TrainingData, TrainingJob,
     };
     let airflow = Airflow::from_env();
     airflow.wait_for_dag();
@@ -653,6 +709,7 @@ fn a_real_airflow_refuses_a_wrong_password_and_an_unknown_dag() {
         features: vec!["nswprice".into()],
         label: data.label().clone(),
         output_dir: dir.0.join("models"),
+        stop: StopSignal::default(),
     };
     let trainer = |dag: &str, password: &str| {
         let file = dir.0.join("password");

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use common::TempDir;
 use modelgate::artifact::LabelKind;
 use modelgate::sidecar::train::{
-    AirflowConfig, AirflowError, AirflowTrainer, CsvSpec, LinfaTrainer, TrainError, TrainProgress,
-    Trainer, TrainingData, TrainingJob,
+    AirflowConfig, AirflowError, AirflowTrainer, CsvSpec, LinfaTrainer, StopSignal, TrainError,
+    TrainProgress, Trainer, TrainingData, TrainingJob,
 };
 use serde_json::{Value, json};
 
@@ -124,6 +124,7 @@ fn job<'a>(data: &'a TrainingData, dir: &Path) -> TrainingJob<'a> {
         features: data.features().to_vec(),
         label: data.label().clone(),
         output_dir: dir.join("models"),
+        stop: StopSignal::default(),
     }
 }
 
@@ -400,4 +401,37 @@ fn an_airflow_that_keeps_failing_is_unavailable_after_retries() {
         matches!(&err, TrainError::Airflow(AirflowError::Unavailable { .. })),
         "{err}"
     );
+}
+
+#[test]
+fn a_stop_leaves_the_dag_run_running_for_a_restart() {
+    let dir = TempDir::new("airflow-protocol-stop");
+    let data = data();
+    let job = job(&data, &dir.0);
+    // The DAG run never ends; without the stop, following it ends in a Timeout after 20 s.
+    let server = Scripted::start(token_then(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", RUN) => (200, json!({"state": "running", "queued_at": now()})),
+        _ => (500, json!({"detail": "unexpected"})),
+    }));
+    let trainer = trainer(&server.url, &dir.0, 20);
+    let stop = job.stop.clone();
+    let mut polls = 0;
+    let err = trainer
+        .train(&job, &mut |p| {
+            // The shutdown arrives while the sidecar follows the run.
+            if let TrainProgress::ExternalRunState { .. } = p {
+                polls += 1;
+                stop.raise();
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::Stopped),
+        "expected Stopped, got {err}"
+    );
+    assert_eq!(polls, 1);
+    // Nothing was asked of Airflow after the stop: the run is not marked failed.
+    let seen = server.seen();
+    assert!(seen.iter().all(|s| s.method != "PATCH"), "{seen:#?}");
+    assert!(!dir.0.join("models").exists(), "nothing was registered");
 }

@@ -343,3 +343,69 @@ drift_window_s = 86400
     drop(reporter);
     drop(agent);
 }
+
+/// A shutdown during a long training kills the training command and fails the run with that
+/// reason, instead of waiting for the command (or its timeout) to end.
+#[test]
+fn a_shutdown_during_training_stops_the_command_and_fails_the_run() {
+    let dir = TempDir::new("shutdown");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
+    let started = dir.0.join("started");
+    let mut config =
+        SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
+    config.lifecycle = Some(
+        toml::from_str(&format!(
+            r#"
+model = "elec"
+experiment = "elec"
+data = "{}"
+timestamp_column = "t"
+timestamp_unit_ms = {HALF_HOUR_MS}
+features = ["nswprice", "nswdemand"]
+label = "label"
+artifacts = "{}"
+[triggers]
+schedule = ""
+drift = false
+volume = 1000000
+check_interval_s = 3600
+[trainer]
+kind = "command"
+command = ["sh", "-c", "touch '{}'; exec sleep 300"]
+timeout_s = 30
+"#,
+            data.display(),
+            dir.0.join("models").display(),
+            started.display()
+        ))
+        .unwrap(),
+    );
+    let sidecar = server::spawn(&config).unwrap();
+    let url = sidecar.url();
+    let store = sidecar.store().clone();
+    let (code, body) = post(&url, "/v1/retrain", serde_json::json!({"reason": "test"}));
+    assert_eq!(code, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the training command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Without the stop reaching the command, this returns only when the command's
+    // 30 s timeout kills it, and the run fails with that reason instead.
+    sidecar.stop();
+    let run = store.run(1).unwrap().expect("run 1");
+    assert_eq!(run.state, "failed", "{run:?}");
+    let training = run.steps.iter().find(|s| s.name == "training").unwrap();
+    assert_eq!(training.state, "failed", "{run:?}");
+    let outcome = run.outcome.unwrap().to_string();
+    assert!(
+        outcome.contains("the sidecar shut down during this step"),
+        "{outcome}"
+    );
+}

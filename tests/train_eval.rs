@@ -25,8 +25,8 @@ use modelgate::sidecar::evaluate::{
     relative_improvement,
 };
 use modelgate::sidecar::train::{
-    CommandTrainer, CsvSpec, LinfaTrainer, TrainError, TrainProgress, TrainedModel, Trainer,
-    TrainingData, TrainingJob,
+    CommandTrainer, CsvSpec, LinfaTrainer, StopSignal, TrainError, TrainProgress, TrainedModel,
+    Trainer, TrainingData, TrainingJob,
 };
 use modelgate::stats::Direction;
 use serde_json::{Value, json};
@@ -63,6 +63,7 @@ fn job<'a>(name: &str, data: &'a TrainingData, dir: &Path) -> TrainingJob<'a> {
         features: data.features().to_vec(),
         label: data.label().clone(),
         output_dir: dir.to_owned(),
+        stop: StopSignal::default(),
     }
 }
 
@@ -671,6 +672,45 @@ fn command_trainer_reports_a_failing_command() {
         Err(TrainError::Config(_))
     ));
     assert!(CommandTrainer::new([""]).is_err());
+}
+
+#[test]
+fn command_trainer_kills_its_command_when_the_job_is_stopped() {
+    let dir = TempDir::new("cmd-stop");
+    let data = small_binary();
+    // Without the stop this ends in a Timeout error 20 s later, not in Stopped.
+    let trainer =
+        sh("echo 'sleeping now' >&2; sleep 300; echo never").timeout(Duration::from_secs(20));
+    let job = job("ext", &data, &dir.0);
+    let stop = job.stop.clone();
+    let err = trainer
+        .train(&job, &mut |p| {
+            // The shutdown arrives while the command runs.
+            if matches!(p, TrainProgress::CommandStarted { .. }) {
+                stop.raise();
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::Stopped),
+        "expected Stopped, got {err}"
+    );
+    let log = std::fs::read_to_string(dir.0.join("ext-run7.log")).unwrap();
+    assert!(
+        log.contains("killed: the sidecar is shutting down"),
+        "{log}"
+    );
+    assert!(!dir.0.join("ext-run7.json").exists());
+
+    // A job stopped before it starts runs nothing.
+    let marker = dir.0.join("ran");
+    let trainer = sh(&format!("touch '{}'", marker.display()));
+    let err = trainer.train(&job, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, TrainError::Stopped),
+        "expected Stopped, got {err}"
+    );
+    assert!(!marker.exists());
 }
 
 #[test]

@@ -925,6 +925,8 @@ struct LifecycleHandle {
 
 impl LifecycleHandle {
     fn stop(&self) {
+        // Cut short a training or a retry wait in progress, then end the thread.
+        self.lifecycle.request_stop();
         let _ = self.commands.send(LifecycleCommand::Stop);
         let thread = self
             .thread

@@ -43,8 +43,8 @@ use super::evaluate::{self, EvaluationReport, Metric};
 use super::notify::{Notification, NotificationKind, Notifier};
 use super::store::{AliasMove, DecisionCommit, NewAudit, NewModel, RunRecord, Store, StoreError};
 use super::train::{
-    AirflowTrainer, CommandTrainer, CsvSpec, LinfaTrainer, TrainedModel, Trainer, TrainingData,
-    TrainingJob,
+    AirflowTrainer, CommandTrainer, CsvSpec, LinfaTrainer, StopSignal, TrainError, TrainedModel,
+    Trainer, TrainingData, TrainingJob,
 };
 use crate::artifact::{LabelSpec, ModelArtifact};
 use crate::metrics::VariantMetrics;
@@ -72,6 +72,15 @@ pub enum LifecycleError {
     /// previous version...).
     #[error("{0}")]
     Refused(String),
+    /// The sidecar stopped while an Airflow DAG run trained the candidate; the run stays in
+    /// its training step and a restarted sidecar follows the DAG run again.
+    #[error("pipeline run {run_id} was interrupted at {step} by a shutdown; a restart resumes it")]
+    Interrupted {
+        /// The run.
+        run_id: i64,
+        /// The step.
+        step: String,
+    },
     /// A pipeline step failed (the run is marked failed; production is untouched).
     #[error("pipeline run {run_id} failed at {step}: {reason}")]
     StepFailed {
@@ -220,6 +229,7 @@ pub struct Lifecycle {
     last_check: Mutex<Option<RolloutCheck>>,
     last_drift: Mutex<Vec<triggers::FeatureDriftEvidence>>,
     resumable: Mutex<Vec<Resume>>,
+    stop: StopSignal,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -293,7 +303,17 @@ impl Lifecycle {
             last_check: Mutex::new(None),
             last_drift: Mutex::new(Vec::new()),
             resumable: Mutex::new(Vec::new()),
+            stop: StopSignal::default(),
         })
+    }
+
+    /// Asks the lifecycle to stop (the sidecar is shutting down): no run starts any more, a
+    /// step waiting for its trainer or for a retry gives up at once, a run whose training an
+    /// Airflow DAG run does is left for a restarted sidecar to resume, and any other run in
+    /// progress fails with that reason (production is unchanged). Returns at once; the
+    /// thread running the pipeline returns soon after.
+    pub fn request_stop(&self) {
+        self.stop.raise();
     }
 
     /// Replaces the trainer (tests use a failing one).
@@ -749,6 +769,9 @@ impl Lifecycle {
     /// # Errors
     /// The store's error; a failed run is an `Ok` outcome with state `failed`.
     pub fn tick(&self) -> Result<Option<RunOutcome>, LifecycleError> {
+        if self.stop.is_raised() {
+            return Ok(None);
+        }
         let Ok(_guard) = self.running.try_lock() else {
             return Ok(None);
         };
@@ -776,6 +799,11 @@ impl Lifecycle {
         kind: TriggerKind,
         evidence: serde_json::Value,
     ) -> Result<RunOutcome, LifecycleError> {
+        if self.stop.is_raised() {
+            return Err(LifecycleError::Refused(
+                "the sidecar is shutting down: no new run starts".into(),
+            ));
+        }
         let Ok(_guard) = self.running.try_lock() else {
             return Err(LifecycleError::Busy);
         };
@@ -825,6 +853,15 @@ impl Lifecycle {
         let model = &self.config.model;
         match result {
             Ok(outcome) => Ok(outcome),
+            Err(e @ LifecycleError::Interrupted { .. }) => {
+                tracing::warn!("{e}");
+                self.audit(
+                    "run.interrupted",
+                    model,
+                    serde_json::json!({"run_id": run_id, "reason": e.to_string()}),
+                );
+                Err(e)
+            }
             Err(LifecycleError::StepFailed {
                 run_id,
                 step,
@@ -939,13 +976,33 @@ impl Lifecycle {
                     self.store.finish_step(step_id, "succeeded", detail)?;
                     return Ok(value);
                 }
+                Err(_)
+                    if self.stop.is_raised()
+                        && name == "training"
+                        && self.trainer.resumes_runs() =>
+                {
+                    // The DAG run goes on in Airflow: leave the step running, as a crash
+                    // would, so that the next start follows the same DAG run.
+                    return Err(LifecycleError::Interrupted {
+                        run_id,
+                        step: name.into(),
+                    });
+                }
                 Err(reason) => {
+                    let stopping = self.stop.is_raised();
+                    let reason = if !stopping {
+                        reason
+                    } else if reason == TrainError::Stopped.to_string() {
+                        "the sidecar shut down during this step".to_owned()
+                    } else {
+                        format!("the sidecar shut down during this step ({reason})")
+                    };
                     let mut detail = start_detail(attempt);
                     if let serde_json::Value::Object(map) = &mut detail {
                         map.insert("error".into(), reason.clone().into());
                     }
                     let _ = self.store.finish_step(step_id, "failed", detail);
-                    if attempt > self.config.step_retries {
+                    if stopping || attempt > self.config.step_retries {
                         return Err(LifecycleError::StepFailed {
                             run_id,
                             step: name.into(),
@@ -958,8 +1015,17 @@ impl Lifecycle {
                         .saturating_mul(1u64 << (attempt - 1).min(16));
                     tracing::warn!("run {run_id}: {name} failed ({reason}); retrying in {wait} ms");
                     // Backoff between attempts of a failing step (the pipeline thread waits;
-                    // nothing else is blocked).
-                    std::thread::sleep(Duration::from_millis(wait));
+                    // nothing else is blocked, and a shutdown cuts it short).
+                    if self.stop.sleep(Duration::from_millis(wait)) {
+                        return Err(LifecycleError::StepFailed {
+                            run_id,
+                            step: name.into(),
+                            reason: format!(
+                                "the sidecar shut down before attempt {} ({reason})",
+                                attempt + 1
+                            ),
+                        });
+                    }
                     attempt += 1;
                 }
             }
@@ -1047,6 +1113,7 @@ impl Lifecycle {
                     features: self.config.features.clone(),
                     label: self.label_spec(),
                     output_dir: output_dir.clone(),
+                    stop: self.stop.clone(),
                 };
                 let mut progress = |p: super::train::TrainProgress| {
                     tracing::info!(

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::command::{check_data_file_job, read_output, write_data_csv};
 use super::{
-    ExternalRun, TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob, create_output_dir,
-    output_stem, sha256_hex, write_atomically,
+    ExternalRun, StopSignal, TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob,
+    create_output_dir, output_stem, sha256_hex, write_atomically,
 };
 use crate::artifact::ArtifactError;
 
@@ -734,13 +734,15 @@ impl AirflowTrainer {
         conf
     }
 
-    /// Polls the run until it ends or its deadline passes.
+    /// Polls the run until it ends, its deadline passes or `stop` is raised (then the run is
+    /// left running in Airflow: a restarted sidecar follows it again).
     fn follow(
         &self,
         run_id: &str,
         first: Value,
+        stop: &StopSignal,
         progress: &mut dyn FnMut(TrainProgress),
-    ) -> Result<(), AirflowError> {
+    ) -> Result<Followed, AirflowError> {
         let timeout = Duration::from_secs(self.config.timeout_s);
         let deadline = Instant::now()
             .checked_add(remaining(&first, timeout))
@@ -763,7 +765,7 @@ impl AirflowTrainer {
                 last_state.clone_from(&state);
             }
             match state.as_str() {
-                "success" => return Ok(()),
+                "success" => return Ok(Followed::Succeeded),
                 "failed" => return Err(self.failure(run_id)),
                 _ => {}
             }
@@ -777,7 +779,10 @@ impl AirflowTrainer {
                 });
             }
             // Waiting for the remote run between polls (the pipeline's own thread).
-            std::thread::sleep(poll.min(deadline.saturating_duration_since(Instant::now())));
+            if stop.sleep(poll.min(deadline.saturating_duration_since(Instant::now()))) {
+                tracing::info!("stopped following DAG run {run_id}: the sidecar is shutting down");
+                return Ok(Followed::Stopped);
+            }
             run = match self.get_run(run_id, Some(deadline))? {
                 Some(run) => run,
                 None => {
@@ -935,12 +940,23 @@ fn check_run_key(run_key: &str) -> Result<(), TrainError> {
     }
 }
 
+/// How following a DAG run ended, when it did not fail.
+enum Followed {
+    /// The run succeeded.
+    Succeeded,
+    /// The job's stop signal was raised first.
+    Stopped,
+}
+
 impl Trainer for AirflowTrainer {
     fn train(
         &self,
         job: &TrainingJob<'_>,
         progress: &mut dyn FnMut(TrainProgress),
     ) -> Result<TrainedModel, TrainError> {
+        if job.stop.is_raised() {
+            return Err(TrainError::Stopped);
+        }
         let columns = check_data_file_job(job)?;
         check_run_key(&job.run_key)?;
         progress(TrainProgress::Started {
@@ -1000,7 +1016,11 @@ impl Trainer for AirflowTrainer {
                     })?
             }
         };
-        let followed = self.follow(run_id, first, progress);
+        let followed = self.follow(run_id, first, &job.stop, progress);
+        if matches!(followed, Ok(Followed::Stopped)) {
+            // The DAG run may still read its data file.
+            return Err(TrainError::Stopped);
+        }
         let _ = std::fs::remove_file(&data);
         followed?;
 

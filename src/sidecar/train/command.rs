@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{
-    TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob, check_job, check_rows,
-    create_output_dir, elapsed_ms, output_stem, sha256_hex,
+    StopSignal, TrainError, TrainProgress, TrainedModel, Trainer, TrainingJob, check_job,
+    check_rows, create_output_dir, elapsed_ms, output_stem, sha256_hex,
 };
 use crate::artifact::{ArtifactError, LabelKind, MAX_ARTIFACT_BYTES, ModelArtifact};
 
@@ -275,8 +275,13 @@ fn kill_tree(child: &mut Child) {
     let _ = child.kill();
 }
 
-/// Waits for the child until `timeout`; `None` when it is still running then.
-fn wait_until(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+/// Waits for the child until `timeout`, or until `stop` is raised; `None` when it is still
+/// running then.
+fn wait_until(
+    child: &mut Child,
+    timeout: Duration,
+    stop: &StopSignal,
+) -> std::io::Result<Option<ExitStatus>> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
@@ -287,7 +292,9 @@ fn wait_until(child: &mut Child, timeout: Duration) -> std::io::Result<Option<Ex
         if now >= deadline {
             return Ok(None);
         }
-        std::thread::sleep(pause.min(deadline - now));
+        if stop.sleep(pause.min(deadline - now)) {
+            return Ok(None);
+        }
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
@@ -303,6 +310,9 @@ impl Trainer for CommandTrainer {
         }
         if self.timeout.is_zero() {
             return Err(TrainError::Config("the command's timeout is zero".into()));
+        }
+        if job.stop.is_raised() {
+            return Err(TrainError::Stopped);
         }
         let columns = check_data_file_job(job)?;
         progress(TrainProgress::Started {
@@ -442,7 +452,7 @@ impl CommandTrainer {
             )),
             None => None,
         };
-        let waited = wait_until(&mut child, self.timeout);
+        let waited = wait_until(&mut child, self.timeout, &job.stop);
         let status = match waited {
             Ok(Some(status)) => Some(status),
             Ok(None) | Err(_) => {
@@ -478,6 +488,11 @@ impl CommandTrainer {
                 path: PathBuf::from(&self.program),
                 source,
             }),
+            (None, Ok(_)) if job.stop.is_raised() => {
+                let _ = writeln!(log, "modelgate: killed: the sidecar is shutting down");
+                tracing::warn!(model = %job.model_name, run_id = job.run_id, log = %log_path.display(), "training command killed: the sidecar is shutting down");
+                Err(TrainError::Stopped)
+            }
             (None, Ok(_)) => {
                 let _ = writeln!(
                     log,

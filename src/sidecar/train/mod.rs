@@ -16,7 +16,9 @@
 //!
 //! ```no_run
 //! use modelgate::artifact::{LabelKind, LabelSpec};
-//! use modelgate::sidecar::train::{CsvSpec, LinfaTrainer, Trainer, TrainingData, TrainingJob};
+//! use modelgate::sidecar::train::{
+//!     CsvSpec, LinfaTrainer, StopSignal, Trainer, TrainingData, TrainingJob,
+//! };
 //!
 //! let spec = CsvSpec {
 //!     timestamp_column: "t".into(),
@@ -35,6 +37,7 @@
 //!     features: spec.feature_columns.clone(),
 //!     label: train.label().clone(),
 //!     output_dir: "models".into(),
+//!     stop: StopSignal::default(),
 //! };
 //! let trained = LinfaTrainer::default().train(&job, &mut |p| println!("{p:?}"))?;
 //! println!("{} sha256 {}", trained.artifact_path.display(), trained.sha256);
@@ -49,7 +52,8 @@ mod oneshot;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -84,6 +88,59 @@ pub struct TrainingJob<'a> {
     pub label: LabelSpec,
     /// Where the artifact (and the log, for a command) is written; created if missing.
     pub output_dir: PathBuf,
+    /// Raised when the sidecar shuts down: a trainer that waits (for a command, for an
+    /// Airflow DAG run) gives up as soon as it sees it and returns [`TrainError::Stopped`].
+    pub stop: StopSignal,
+}
+
+/// A request to stop waiting, shared between the pipeline and its trainer; cheap to clone.
+/// The default is never raised unless [`StopSignal::raise`] is called on it or a clone.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<(Mutex<bool>, Condvar)>);
+
+impl StopSignal {
+    /// Raises the signal and wakes every [`StopSignal::sleep`] in progress.
+    pub fn raise(&self) {
+        let (raised, wake) = &*self.0;
+        *raised
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+
+    /// Whether the signal was raised.
+    #[must_use]
+    pub fn is_raised(&self) -> bool {
+        *self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for `duration`, or less when the signal is raised meanwhile; returns whether it
+    /// was raised.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let (raised, wake) = &*self.0;
+        let deadline = Instant::now().checked_add(duration);
+        let mut guard = raised
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*guard {
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                break;
+            }
+            guard = wake
+                .wait_timeout(guard, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        *guard
+    }
 }
 
 /// A progress event a trainer reports while it works.
@@ -291,6 +348,10 @@ pub enum TrainError {
     /// The Airflow DAG run could not be started or followed, failed, or timed out.
     #[error(transparent)]
     Airflow(#[from] AirflowError),
+    /// The job's [`StopSignal`] was raised (the sidecar is shutting down): a command was
+    /// killed; an Airflow DAG run was left running, for a restarted sidecar to follow.
+    #[error("training stopped: the sidecar is shutting down")]
+    Stopped,
     /// The artifact is missing, invalid, or does not fit the job.
     #[error("artifact {path} is invalid: {source}{}", log_note(log.as_deref(), stderr_tail))]
     InvalidArtifact {

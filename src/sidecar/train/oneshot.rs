@@ -140,6 +140,7 @@ impl OneShotTraining {
             features,
             label: data.label().clone(),
             output_dir: scratch.clone(),
+            stop: super::StopSignal::default(),
         };
         // The trainer's own artifact goes to a scratch directory: not worth reporting.
         let mut inner = |p: TrainProgress| {
