@@ -535,7 +535,7 @@ fn restart_follows_the_same_dag_run(stop: Stop) {
         format!(
             "#!/bin/sh\nsleep {}\nexec '{}' \"$@\"\n",
             // Long enough that the graceful stop surely comes while the job runs.
-            if stop == Stop::Kill { 4 } else { 15 },
+            if stop == Stop::Kill { 4 } else { 25 },
             env!("CARGO_BIN_EXE_modelgate")
         ),
     )
@@ -621,7 +621,30 @@ fn restart_follows_the_same_dag_run(stop: Stop) {
         assert_eq!(interrupted.len(), 1, "{interrupted:?}");
     }
 
-    let sidecar = Sidecar::start(&config, &airflow, &log);
+    let mut sidecar = Sidecar::start(&config, &airflow, &log);
+    if stop == Stop::Terminate {
+        // A second shutdown while the restarted sidecar follows the same DAG run (a rolling
+        // deploy) leaves the run resumable again.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !sidecar.get("/v1/audit?kind=run.resumed")["audit"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["detail"]["run_id"] == run_id))
+        {
+            assert!(Instant::now() < deadline, "run {run_id} was not resumed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(sidecar.terminate().success());
+        let store = Store::open(&dir.0.join("modelgate.db"), Durability::Normal).unwrap();
+        let run = store.run(run_id).unwrap().unwrap();
+        assert_eq!(run.state, "running", "{run:?}");
+        let last = run.steps.last().unwrap();
+        assert_eq!(
+            (last.name.as_str(), last.state.as_str()),
+            ("training", "running")
+        );
+        drop(store);
+        sidecar = Sidecar::start(&config, &airflow, &log);
+    }
     let deadline = Instant::now() + Duration::from_secs(180);
     let run = loop {
         let run = sidecar.get(&format!("/v1/runs/{run_id}"));
@@ -678,7 +701,7 @@ fn restart_follows_the_same_dag_run(stop: Stop) {
             ..AuditFilter::default()
         })
         .unwrap();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), if stop == Stop::Kill { 1 } else { 2 });
 }
 
 #[test]

@@ -435,3 +435,40 @@ fn a_stop_leaves_the_dag_run_running_for_a_restart() {
     assert!(seen.iter().all(|s| s.method != "PATCH"), "{seen:#?}");
     assert!(!dir.0.join("models").exists(), "nothing was registered");
 }
+
+#[test]
+fn a_stop_ends_the_retries_of_an_unavailable_airflow() {
+    let dir = TempDir::new("airflow-protocol-stop-retry");
+    let data = data();
+    let job = job(&data, &dir.0);
+    // The run exists; then Airflow answers 503 to every poll, and the shutdown arrives with
+    // the first one. Without the stop the retries go on until the 20 s timeout.
+    let stop = job.stop.clone();
+    let mut polls = 0;
+    let server = Scripted::start(token_then(move |r| {
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", RUN) if polls == 0 => {
+                polls += 1;
+                (200, json!({"state": "running", "queued_at": now()}))
+            }
+            ("GET", RUN) => {
+                stop.raise();
+                (503, json!({"detail": "database is locked"}))
+            }
+            _ => (500, json!({"detail": "unexpected"})),
+        }
+    }));
+    let trainer = trainer(&server.url, &dir.0, 20);
+    let err = trainer.train(&job, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, TrainError::Stopped),
+        "expected Stopped, got {err}"
+    );
+    let seen = server.seen();
+    assert_eq!(
+        seen.iter().filter(|s| s.path == RUN).count(),
+        2,
+        "{seen:#?}"
+    );
+    assert!(seen.iter().all(|s| s.method != "PATCH"), "{seen:#?}");
+}

@@ -18,7 +18,7 @@ use modelgate::route::{ManualClock, RouterConfig};
 use modelgate::sidecar::config::SidecarConfig;
 use modelgate::sidecar::lifecycle::triggers::TriggerKind;
 use modelgate::sidecar::server;
-use modelgate::sidecar::store::RunRecord;
+use modelgate::sidecar::store::{RunRecord, Store};
 
 const AGENT_TOKEN: &str = "agent-token-lifecycle-0001";
 const ADMIN_TOKEN: &str = "admin-token-lifecycle-0001";
@@ -344,13 +344,10 @@ drift_window_s = 86400
     drop(agent);
 }
 
-/// A shutdown during a long training kills the training command and fails the run with that
-/// reason, instead of waiting for the command (or its timeout) to end.
-#[test]
-fn a_shutdown_during_training_stops_the_command_and_fails_the_run() {
-    let dir = TempDir::new("shutdown");
+/// A sidecar with an `elec` lifecycle whose settings end with `tail` (TOML tables), no
+/// triggers, and a run started over HTTP.
+fn sidecar_with_a_run(dir: &TempDir, tail: &str) -> (server::RunningSidecar, Arc<Store>) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
-    let started = dir.0.join("started");
     let mut config =
         SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -371,30 +368,47 @@ schedule = ""
 drift = false
 volume = 1000000
 check_interval_s = 3600
-[trainer]
-kind = "command"
-command = ["sh", "-c", "touch '{}'; exec sleep 300"]
-timeout_s = 30
+{tail}
 "#,
             data.display(),
             dir.0.join("models").display(),
-            started.display()
         ))
         .unwrap(),
     );
     let sidecar = server::spawn(&config).unwrap();
-    let url = sidecar.url();
     let store = sidecar.store().clone();
-    let (code, body) = post(&url, "/v1/retrain", serde_json::json!({"reason": "test"}));
+    let (code, body) = post(
+        &sidecar.url(),
+        "/v1/retrain",
+        serde_json::json!({"reason": "test"}),
+    );
     assert_eq!(code, 202, "{body}");
+    (sidecar, store)
+}
+
+/// Waits until `ready` holds (a state another thread reaches), for at most two minutes.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !started.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the training command never started"
-        );
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A shutdown during a long training kills the training command and fails the run with that
+/// reason, instead of waiting for the command (or its timeout) to end.
+#[test]
+fn a_shutdown_during_training_stops_the_command_and_fails_the_run() {
+    let dir = TempDir::new("shutdown");
+    let started = dir.0.join("started");
+    let (sidecar, store) = sidecar_with_a_run(
+        &dir,
+        &format!(
+            "[trainer]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"touch '{}'; exec sleep 300\"]\ntimeout_s = 30",
+            started.display()
+        ),
+    );
+    wait_until("the training command never started", || started.exists());
 
     // Without the stop reaching the command, this returns only when the command's
     // 30 s timeout kills it, and the run fails with that reason instead.
@@ -408,4 +422,27 @@ timeout_s = 30
         outcome.contains("the sidecar shut down during this step"),
         "{outcome}"
     );
+}
+
+/// A shutdown in the grace period before a model update ends the wait: the run fails and
+/// production stays as it was (here: no model at all).
+#[test]
+fn a_shutdown_in_the_grace_period_fails_the_run_without_an_update() {
+    let dir = TempDir::new("shutdown-grace");
+    let (sidecar, store) = sidecar_with_a_run(&dir, "[notify]\ngrace_period_s = 600");
+    wait_until("the run never reached its grace period", || {
+        store.run(1).unwrap().is_some_and(|run| {
+            run.steps
+                .iter()
+                .any(|s| s.name == "notifying" && s.state == "running")
+        })
+    });
+
+    // Without the stop, this waits the 600 s grace period and then promotes.
+    sidecar.stop();
+    let run = store.run(1).unwrap().expect("run 1");
+    assert_eq!(run.state, "failed", "{run:?}");
+    let outcome = run.outcome.unwrap().to_string();
+    assert!(outcome.contains("during the grace period"), "{outcome}");
+    assert!(store.alias("elec", "production").unwrap().is_none());
 }

@@ -220,6 +220,11 @@ impl RunningSidecar {
     }
 
     fn shutdown_now(&mut self) {
+        // First cut short what the lifecycle waits for (a training, a grace period), which
+        // an admin request being drained may be waiting on too.
+        if let Some(lifecycle) = &self.state.lifecycle {
+            lifecycle.lifecycle.request_stop();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -413,8 +418,16 @@ pub fn serve_forever(
         })?;
         on_listen(addr);
         tokio::spawn(maintain(state.store.clone()));
+        let stopping = state.clone();
         let served = axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Cut short the lifecycle's waits now, not after the requests in flight
+                // (an approval may be in its grace period).
+                if let Some(lifecycle) = &stopping.lifecycle {
+                    lifecycle.lifecycle.request_stop();
+                }
+            })
             .await
             .map_err(ServeError::Runtime);
         let _ = tokio::task::spawn_blocking(move || {
@@ -993,6 +1006,8 @@ fn start_lifecycle(
                         outcome.state,
                         outcome.reason
                     ),
+                    // Logged and audited where it happened: the run waits for the next start.
+                    Err(LifecycleError::Interrupted { .. }) => {}
                     Err(e) => tracing::warn!("resuming a run failed: {e}"),
                 }
             }
@@ -1009,6 +1024,8 @@ fn start_lifecycle(
                                 outcome.state,
                                 outcome.reason
                             ),
+                            // Logged and audited where it happened: the run waits for the next start.
+                            Err(LifecycleError::Interrupted { .. }) => {}
                             Err(e) => tracing::warn!("manual retrain: {e}"),
                         }
                     }
@@ -1020,6 +1037,8 @@ fn start_lifecycle(
                             outcome.reason
                         ),
                         Ok(None) => {}
+                        // Logged and audited where it happened: the run waits for the next start.
+                        Err(LifecycleError::Interrupted { .. }) => {}
                         Err(e) => tracing::warn!("lifecycle check failed: {e}"),
                     },
                 }

@@ -307,11 +307,12 @@ impl Lifecycle {
         })
     }
 
-    /// Asks the lifecycle to stop (the sidecar is shutting down): no run starts any more, a
-    /// step waiting for its trainer or for a retry gives up at once, a run whose training an
-    /// Airflow DAG run does is left for a restarted sidecar to resume, and any other run in
-    /// progress fails with that reason (production is unchanged). Returns at once; the
-    /// thread running the pipeline returns soon after.
+    /// Asks the lifecycle to stop (the sidecar is shutting down): no run starts or resumes
+    /// any more; a training command is killed; a run whose Airflow DAG run is being followed
+    /// is left in its training step for a restarted sidecar to resume; a wait for a step's
+    /// retry or for the grace period before an update ends, failing its run (production is
+    /// unchanged). In-process training (seconds) finishes. Returns at once; the thread
+    /// running the pipeline returns soon after.
     pub fn request_stop(&self) {
         self.stop.raise();
     }
@@ -437,14 +438,20 @@ impl Lifecycle {
     }
 
     /// The resume point of a run stopped in a training step this trainer can pick up again:
-    /// its only running step is its last one, `training`, with its attempt recorded.
+    /// its only running step is its last `training` step, with its attempt recorded, and
+    /// nothing but reloads of the data came after it (earlier versions recorded a `loading`
+    /// step on each resume).
     fn resumable_training(&self, run: &RunRecord) -> Option<Resume> {
         if !self.trainer.resumes_runs() {
             return None;
         }
-        let last = run.steps.last()?;
+        let at = run.steps.iter().rposition(|s| s.name == "training")?;
+        let last = &run.steps[at];
         let running = run.steps.iter().filter(|s| s.state == "running").count();
-        if last.name != "training" || last.state != "running" || running != 1 {
+        let reloads_only = run.steps[at + 1..]
+            .iter()
+            .all(|s| s.name == "loading" && s.state == "succeeded");
+        if last.state != "running" || running != 1 || !reloads_only {
             return None;
         }
         let attempt = last.detail.get("attempt")?.as_u64()?;
@@ -913,6 +920,10 @@ impl Lifecycle {
         let pending = std::mem::take(&mut *lock(&self.resumable));
         let mut outcomes = Vec::new();
         for resume in pending {
+            if self.stop.is_raised() {
+                // The run stays as it is in the store: the next start resumes it.
+                break;
+            }
             let run_id = resume.run_id;
             tracing::info!(
                 "run {run_id}: resuming its training attempt {} after a restart",
@@ -989,13 +1000,12 @@ impl Lifecycle {
                     });
                 }
                 Err(reason) => {
+                    // Once the sidecar is stopping, a failed step is not retried.
                     let stopping = self.stop.is_raised();
-                    let reason = if !stopping {
-                        reason
-                    } else if reason == TrainError::Stopped.to_string() {
+                    let reason = if reason == TrainError::Stopped.to_string() {
                         "the sidecar shut down during this step".to_owned()
                     } else {
-                        format!("the sidecar shut down during this step ({reason})")
+                        reason
                     };
                     let mut detail = start_detail(attempt);
                     if let serde_json::Value::Object(map) = &mut detail {
@@ -1068,7 +1078,7 @@ impl Lifecycle {
         resume: Option<(i64, u32)>,
     ) -> Result<RunOutcome, LifecycleError> {
         let started_ms = self.store.run(run_id)?.map_or(now, |run| run.started_ms);
-        let (train, holdout) = self.retried_step(run_id, "loading", || {
+        let mut load = || {
             let all = self.data()?;
             let shipped = self
                 .store
@@ -1094,7 +1104,25 @@ impl Lifecycle {
                 "skipped": all.skipped(),
             });
             Ok(((train, holdout), detail))
-        })?;
+        };
+        let (train, holdout) = match resume {
+            None => self.retried_step(run_id, "loading", &mut load)?,
+            // A resumed run reloads the same rows (the same bound, `now`) without a second
+            // `loading` step, so that its steps still end with the training it resumes.
+            Some((step_id, _)) => match load() {
+                Ok((data, _)) => data,
+                Err(reason) => {
+                    let reason = format!("reloading the data to resume: {reason}");
+                    let detail = serde_json::json!({"error": reason});
+                    let _ = self.store.finish_step(step_id, "failed", detail);
+                    return Err(LifecycleError::StepFailed {
+                        run_id,
+                        step: "training".into(),
+                        reason,
+                    });
+                }
+            },
+        };
 
         let output_dir = self.config.artifacts.clone();
         let run_key =
@@ -1299,8 +1327,10 @@ impl Lifecycle {
                     "grace_period_s": grace.as_secs(),
                 }),
             );
-            if !grace.is_zero() {
-                std::thread::sleep(grace);
+            if !grace.is_zero() && self.stop.sleep(grace) {
+                return Err(
+                    "the sidecar shut down during the grace period; production is unchanged".into(),
+                );
             }
             Ok(((), serde_json::json!({"grace_period_s": grace.as_secs()})))
         })

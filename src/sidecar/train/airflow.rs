@@ -171,6 +171,12 @@ impl AirflowConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AirflowError {
+    /// The job's stop signal was raised while a call waited to be retried.
+    #[error("stopped {during}: the sidecar is shutting down")]
+    Stopped {
+        /// What the call was for.
+        during: String,
+    },
     /// The credentials are missing or unreadable.
     #[error("Airflow credentials: {0}")]
     Credentials(String),
@@ -464,12 +470,13 @@ impl AirflowTrainer {
     }
 
     /// Retries `call` on transport failures and 5xx answers, with doubling waits, for
-    /// `attempts` tries or until `deadline`.
+    /// `attempts` tries or until `deadline`; gives up at once when `stop` is raised.
     fn retrying(
         &self,
         during: &str,
         attempts: u32,
         deadline: Option<Instant>,
+        stop: Option<&StopSignal>,
         mut call: impl FnMut() -> Result<Answer, AirflowError>,
     ) -> Result<Answer, AirflowError> {
         let mut wait = FIRST_BACKOFF;
@@ -496,15 +503,26 @@ impl AirflowTrainer {
             }
             tracing::warn!("Airflow {during}: {failure}; retrying in {wait:?}");
             // Backoff between attempts of a failing remote call (the pipeline's thread).
-            std::thread::sleep(wait);
+            let stopped = match stop {
+                Some(stop) => stop.sleep(wait),
+                None => {
+                    std::thread::sleep(wait);
+                    false
+                }
+            };
+            if stopped {
+                return Err(AirflowError::Stopped {
+                    during: during.into(),
+                });
+            }
             wait = (wait * 2).min(MAX_BACKOFF);
         }
     }
 
     /// A fresh token from `POST /auth/token`.
-    fn fetch_token(&self) -> Result<String, AirflowError> {
+    fn fetch_token(&self, stop: Option<&StopSignal>) -> Result<String, AirflowError> {
         let body = serde_json::json!({"username": self.user, "password": self.password});
-        let answer = self.retrying("getting a token", CALL_ATTEMPTS, None, || {
+        let answer = self.retrying("getting a token", CALL_ATTEMPTS, None, stop, || {
             self.exchange(&Method::POST, "/auth/token", Some(&body), None)
                 .map_err(|message| self.unavailable("getting a token", message))
         })?;
@@ -551,6 +569,7 @@ impl AirflowTrainer {
         body: Option<&Value>,
         during: &str,
         deadline: Option<Instant>,
+        stop: Option<&StopSignal>,
     ) -> Result<Answer, AirflowError> {
         let mut refused_once = false;
         loop {
@@ -562,7 +581,7 @@ impl AirflowTrainer {
             let token = match cached {
                 Some(token) => token,
                 None => {
-                    let token = self.fetch_token()?;
+                    let token = self.fetch_token(stop)?;
                     *self
                         .token
                         .lock()
@@ -570,7 +589,7 @@ impl AirflowTrainer {
                     token
                 }
             };
-            let answer = self.retrying(during, CALL_ATTEMPTS, deadline, || {
+            let answer = self.retrying(during, CALL_ATTEMPTS, deadline, stop, || {
                 self.exchange(&method, path, body, Some(&token))
                     .map_err(|message| self.unavailable(during, message))
             })?;
@@ -600,7 +619,7 @@ impl AirflowTrainer {
     }
 
     /// Checks that the DAG exists, is unpaused and imports cleanly.
-    fn check_dag(&self) -> Result<(), AirflowError> {
+    fn check_dag(&self, stop: &StopSignal) -> Result<(), AirflowError> {
         let dag_id = &self.config.dag_id;
         let answer = self.call(
             Method::GET,
@@ -608,6 +627,7 @@ impl AirflowTrainer {
             None,
             "checking the DAG",
             None,
+            Some(stop),
         )?;
         match answer.status {
             200 => {}
@@ -649,6 +669,7 @@ impl AirflowTrainer {
         &self,
         run_id: &str,
         deadline: Option<Instant>,
+        stop: &StopSignal,
     ) -> Result<Option<Value>, AirflowError> {
         let answer = self.call(
             Method::GET,
@@ -656,6 +677,7 @@ impl AirflowTrainer {
             None,
             "reading the DAG run",
             deadline,
+            Some(stop),
         )?;
         match answer.status {
             200 => Ok(Some(answer.body)),
@@ -674,7 +696,7 @@ impl AirflowTrainer {
     }
 
     /// Triggers the DAG run; `Ok(false)` when it already existed (409).
-    fn trigger(&self, run_id: &str, conf: &Value) -> Result<bool, AirflowError> {
+    fn trigger(&self, run_id: &str, conf: &Value, stop: &StopSignal) -> Result<bool, AirflowError> {
         let body = serde_json::json!({"dag_run_id": run_id, "logical_date": null, "conf": conf});
         let during = "triggering the DAG run";
         let answer = self.call(
@@ -683,6 +705,7 @@ impl AirflowTrainer {
             Some(&body),
             during,
             None,
+            Some(stop),
         )?;
         match answer.status {
             200..=299 => Ok(true),
@@ -783,7 +806,7 @@ impl AirflowTrainer {
                 tracing::info!("stopped following DAG run {run_id}: the sidecar is shutting down");
                 return Ok(Followed::Stopped);
             }
-            run = match self.get_run(run_id, Some(deadline))? {
+            run = match self.get_run(run_id, Some(deadline), stop)? {
                 Some(run) => run,
                 None => {
                     return Err(AirflowError::Status {
@@ -805,6 +828,7 @@ impl AirflowTrainer {
             Some(&body),
             "marking the DAG run failed",
             None,
+            None,
         ) {
             Ok(a) if (200..300).contains(&a.status) => "it was marked failed in Airflow".into(),
             Ok(a) => format!(
@@ -822,8 +846,14 @@ impl AirflowTrainer {
         let mut tasks = Vec::new();
         let mut log_tail = String::new();
         let path = format!("{}/taskInstances", self.run_path(run_id));
-        if let Ok(answer) = self.call(Method::GET, &path, None, "reading task instances", None)
-            && answer.status == 200
+        if let Ok(answer) = self.call(
+            Method::GET,
+            &path,
+            None,
+            "reading task instances",
+            None,
+            None,
+        ) && answer.status == 200
         {
             let failed = answer
                 .body
@@ -865,7 +895,8 @@ impl AirflowTrainer {
             "{}/taskInstances/{task_id}/logs/{try_number}",
             self.run_path(run_id)
         );
-        let Ok(answer) = self.call(Method::GET, &path, None, "reading the task log", None) else {
+        let Ok(answer) = self.call(Method::GET, &path, None, "reading the task log", None, None)
+        else {
             return String::new();
         };
         let lines: Vec<String> = match answer.body.get("content") {
@@ -954,6 +985,24 @@ impl Trainer for AirflowTrainer {
         job: &TrainingJob<'_>,
         progress: &mut dyn FnMut(TrainProgress),
     ) -> Result<TrainedModel, TrainError> {
+        match self.train_job(job, progress) {
+            Err(TrainError::Airflow(AirflowError::Stopped { .. })) => Err(TrainError::Stopped),
+            result => result,
+        }
+    }
+
+    fn resumes_runs(&self) -> bool {
+        true
+    }
+}
+
+impl AirflowTrainer {
+    /// [`Trainer::train`], with a stop met in a retry reported as an Airflow error.
+    fn train_job(
+        &self,
+        job: &TrainingJob<'_>,
+        progress: &mut dyn FnMut(TrainProgress),
+    ) -> Result<TrainedModel, TrainError> {
         if job.stop.is_raised() {
             return Err(TrainError::Stopped);
         }
@@ -970,7 +1019,7 @@ impl Trainer for AirflowTrainer {
         let metrics_path = out.join("metrics.json");
         let url = self.run_url(run_id);
 
-        let existing = self.get_run(run_id, None)?;
+        let existing = self.get_run(run_id, None, &job.stop)?;
         let first = match existing {
             Some(run) => {
                 let state = run
@@ -987,14 +1036,14 @@ impl Trainer for AirflowTrainer {
                 run
             }
             None => {
-                self.check_dag()?;
+                self.check_dag(&job.stop)?;
                 create_output_dir(&out)?;
                 for stale in [&model_path, &metrics_path] {
                     let _ = std::fs::remove_file(stale);
                 }
                 write_data_csv(job, &columns, &data)?;
                 let conf = self.conf(job, &data, &out);
-                if self.trigger(run_id, &conf)? {
+                if self.trigger(run_id, &conf, &job.stop)? {
                     tracing::info!("triggered DAG run {run_id}: {url}");
                     progress(TrainProgress::ExternalRunTriggered {
                         system: "airflow".into(),
@@ -1008,7 +1057,7 @@ impl Trainer for AirflowTrainer {
                         state: "exists (409)".into(),
                     });
                 }
-                self.get_run(run_id, None)?
+                self.get_run(run_id, None, &job.stop)?
                     .ok_or_else(|| AirflowError::Status {
                         status: 404,
                         during: "reading the triggered DAG run".into(),
@@ -1054,10 +1103,6 @@ impl Trainer for AirflowTrainer {
                 url,
             }),
         })
-    }
-
-    fn resumes_runs(&self) -> bool {
-        true
     }
 }
 
