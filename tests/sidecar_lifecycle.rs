@@ -91,42 +91,41 @@ fn served_version(agent: &Agent<ModelArtifact>) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[test]
-fn retrain_review_approve_rollback_over_http_and_cli() {
-    let dir = TempDir::new("flow");
-    let clock = Arc::new(ManualClock::new(8000 * HALF_HOUR_MS));
+/// A sidecar config on 127.0.0.1 with the `elec` experiments and an `elec` lifecycle on
+/// `data/elec2.csv`: `settings` holds its other keys and then its tables.
+fn elec_config(dir: &TempDir, settings: &str) -> SidecarConfig {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
     let mut config =
         SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
-    config.clock = clock.clone();
-    config.lifecycle = Some(
-        toml::from_str(&format!(
-            r#"
-model = "elec"
-experiment = "elec"
-data = "{}"
-timestamp_column = "t"
-timestamp_unit_ms = {HALF_HOUR_MS}
-features = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"]
-label = "label"
-min_improvement = 10.0
-training_window = 6000
-artifacts = "{}"
-[triggers]
-schedule = ""
-drift = false
-volume = 1000000
-check_interval_s = 3600
-[rollout]
-strategy = "immediate"
-"#,
-            data.display(),
-            dir.0.join("models").display()
-        ))
-        .unwrap(),
+    let lifecycle = format!(
+        "model = \"elec\"\nexperiment = \"elec\"\ndata = \"{}\"\ntimestamp_column = \"t\"\n\
+         timestamp_unit_ms = {HALF_HOUR_MS}\nlabel = \"label\"\nartifacts = \"{}\"\n{settings}\n",
+        data.display(),
+        dir.0.join("models").display()
     );
+    config.lifecycle = Some(toml::from_str(&lifecycle).unwrap());
+    config
+}
+
+/// Triggers that never fire on their own (runs start over HTTP or from a test).
+const NO_TRIGGERS: &str =
+    "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 1000000\ncheck_interval_s = 3600\n";
+
+#[test]
+fn retrain_review_approve_rollback_over_http_and_cli() {
+    let dir = TempDir::new("flow");
+    let clock = Arc::new(ManualClock::new(8000 * HALF_HOUR_MS));
+    let mut config = elec_config(
+        &dir,
+        &format!(
+            "features = [\"nswprice\", \"nswdemand\", \"vicprice\", \"vicdemand\", \"transfer\"]\n\
+             min_improvement = 10.0\ntraining_window = 6000\n{NO_TRIGGERS}\
+             [rollout]\nstrategy = \"immediate\"\n"
+        ),
+    );
+    config.clock = clock.clone();
     let sidecar = server::spawn(&config).unwrap();
     let url = sidecar.url();
 
@@ -245,37 +244,15 @@ fn metrics_expose_the_latest_drift_scores() {
     use modelgate::agent::{Feature, FeatureKind, FeatureValue};
     let dir = TempDir::new("drift-metrics");
     let clock = Arc::new(ManualClock::new(8000 * HALF_HOUR_MS));
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
     let features = ["nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"];
-    let mut config =
-        SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
-    config.clock = clock.clone();
-    config.lifecycle = Some(
-        toml::from_str(&format!(
-            r#"
-model = "elec"
-experiment = "elec"
-data = "{}"
-timestamp_column = "t"
-timestamp_unit_ms = {HALF_HOUR_MS}
-features = {features:?}
-label = "label"
-training_window = 6000
-artifacts = "{}"
-[triggers]
-schedule = ""
-volume = 1000000
-check_interval_s = 3600
-min_drift_rows = 500
-drift_window_s = 86400
-"#,
-            data.display(),
-            dir.0.join("models").display()
-        ))
-        .unwrap(),
+    let mut config = elec_config(
+        &dir,
+        &format!(
+            "features = {features:?}\ntraining_window = 6000\n[triggers]\nschedule = \"\"\n\
+             volume = 1000000\ncheck_interval_s = 3600\nmin_drift_rows = 500\ndrift_window_s = 86400\n"
+        ),
     );
+    config.clock = clock.clone();
     let sidecar = server::spawn(&config).unwrap();
     let url = sidecar.url();
     let lifecycle = sidecar.lifecycle().unwrap().clone();
@@ -304,6 +281,7 @@ drift_window_s = 86400
     rc.control_interval = Duration::from_secs(3600);
     let reporter = Reporter::spawn(&agent, rc, Some(Arc::new(ArtifactLoader))).unwrap();
     reporter.sync_control(Duration::from_secs(10)).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
     let text = std::fs::read_to_string(&data).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     let columns: Vec<usize> = features
@@ -344,36 +322,12 @@ drift_window_s = 86400
     drop(agent);
 }
 
-/// A sidecar with an `elec` lifecycle whose settings end with `tail` (TOML tables), no
-/// triggers, and a run started over HTTP.
+/// A sidecar with an `elec` lifecycle on two features whose settings end with `tail` (TOML
+/// tables), no triggers, and a run started over HTTP.
 fn sidecar_with_a_run(dir: &TempDir, tail: &str) -> (server::RunningSidecar, Arc<Store>) {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elec2.csv");
-    let mut config =
-        SidecarConfig::new(&dir.0.join("modelgate.db"), AGENT_TOKEN, ADMIN_TOKEN).unwrap();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.experiments = RouterConfig::from_toml(ELEC_EXPERIMENTS).unwrap();
-    config.lifecycle = Some(
-        toml::from_str(&format!(
-            r#"
-model = "elec"
-experiment = "elec"
-data = "{}"
-timestamp_column = "t"
-timestamp_unit_ms = {HALF_HOUR_MS}
-features = ["nswprice", "nswdemand"]
-label = "label"
-artifacts = "{}"
-[triggers]
-schedule = ""
-drift = false
-volume = 1000000
-check_interval_s = 3600
-{tail}
-"#,
-            data.display(),
-            dir.0.join("models").display(),
-        ))
-        .unwrap(),
+    let config = elec_config(
+        dir,
+        &format!("features = [\"nswprice\", \"nswdemand\"]\n{NO_TRIGGERS}{tail}"),
     );
     let sidecar = server::spawn(&config).unwrap();
     let store = sidecar.store().clone();

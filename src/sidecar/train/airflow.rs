@@ -1003,9 +1003,6 @@ impl AirflowTrainer {
         job: &TrainingJob<'_>,
         progress: &mut dyn FnMut(TrainProgress),
     ) -> Result<TrainedModel, TrainError> {
-        if job.stop.is_raised() {
-            return Err(TrainError::Stopped);
-        }
         let columns = check_data_file_job(job)?;
         check_run_key(&job.run_key)?;
         progress(TrainProgress::Started {

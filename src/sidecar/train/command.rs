@@ -153,10 +153,13 @@ fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Checks a job whose rows go to an external trainer's data file: [`check_job`],
-/// [`check_rows`], and no column named like the file's time column. Gives the job's
-/// columns in the data.
+/// Checks a job whose rows go to an external trainer's data file: its stop signal is not
+/// raised (nothing starts then), [`check_job`], [`check_rows`], and no column named like the
+/// file's time column. Gives the job's columns in the data.
 pub(super) fn check_data_file_job(job: &TrainingJob<'_>) -> Result<Vec<usize>, TrainError> {
+    if job.stop.is_raised() {
+        return Err(TrainError::Stopped);
+    }
     let columns = check_job(job)?;
     check_rows(job)?;
     if job.features.iter().any(|f| f == COMMAND_TIMESTAMP_COLUMN)
@@ -310,9 +313,6 @@ impl Trainer for CommandTrainer {
         }
         if self.timeout.is_zero() {
             return Err(TrainError::Config("the command's timeout is zero".into()));
-        }
-        if job.stop.is_raised() {
-            return Err(TrainError::Stopped);
         }
         let columns = check_data_file_job(job)?;
         progress(TrainProgress::Started {
