@@ -51,9 +51,19 @@ fn keys_from_file_routes_every_line_like_single_keys() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("keys.txt");
     let keys: Vec<String> = (0..50).map(|i| format!("user-{i}")).collect();
+    // CRLF and LF endings, blank lines (skipped) and a last line without an ending.
+    let mut text = String::new();
+    for (i, key) in keys.iter().enumerate() {
+        text.push_str(key);
+        text.push_str(if i % 2 == 0 { "\r\n" } else { "\n" });
+        if i % 10 == 0 {
+            text.push_str("\n\r\n");
+        }
+    }
+    text.push_str("user-50");
     std::fs::File::create(&path)
         .expect("create")
-        .write_all(keys.join("\n").as_bytes())
+        .write_all(text.as_bytes())
         .expect("write");
     let many = modelgate(&[
         "route",
@@ -65,8 +75,8 @@ fn keys_from_file_routes_every_line_like_single_keys() {
     ]);
     assert!(many.status.success());
     let many = String::from_utf8(many.stdout).expect("utf-8");
-    assert_eq!(many.lines().count(), 50 * 4);
-    for key in ["user-0", "user-17", "user-49"] {
+    assert_eq!(many.lines().count(), 51 * 4);
+    for key in ["user-0", "user-17", "user-49", "user-50"] {
         let single = modelgate(&["route", "--config", EXAMPLE, "--key", key, "--json"]);
         let single = String::from_utf8(single.stdout).expect("utf-8");
         for line in single.lines() {
@@ -109,5 +119,17 @@ fn bad_config_exits_2_naming_experiment_and_field() {
     ]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+
+    let empty = dir.join("empty.toml");
+    std::fs::write(&empty, "# nothing here yet\n").expect("write");
+    let out = modelgate(&[
+        "route",
+        "--config",
+        empty.to_str().expect("utf-8"),
+        "--key",
+        "k",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no experiments"));
     std::fs::remove_dir_all(&dir).ok();
 }

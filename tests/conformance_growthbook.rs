@@ -10,14 +10,19 @@ use std::process::{Command, Stdio};
 
 use common::{Rng, oracle_python};
 use modelgate::route::{
-    ExperimentConfig, NamespaceConfig, Reason, Router, RouterConfig, VariantConfig,
+    ExperimentConfig, NamespaceConfig, RampStepConfig, Reason, Router, RouterConfig, TimeText,
+    VariantConfig,
 };
 
 struct Setting {
     seed: &'static str,
+    /// The GrowthBook experiment's weights, in variation order.
     weights: Vec<f64>,
     coverage: f64,
     namespace: Option<(&'static str, f64, f64)>,
+    /// `(strategy, candidate index, percent)` for a two-variant `canary` or `gradual` split,
+    /// whose GrowthBook equivalent has the weights above; `None` for `ab` with those weights.
+    ramp: Option<(&'static str, usize, f64)>,
 }
 
 fn settings() -> Vec<Setting> {
@@ -27,36 +32,64 @@ fn settings() -> Vec<Setting> {
             weights: vec![0.5, 0.5],
             coverage: 1.0,
             namespace: None,
+            ramp: None,
         },
         Setting {
             seed: "checkout-2026",
             weights: vec![0.34, 0.33, 0.33],
             coverage: 0.8,
             namespace: None,
+            ramp: None,
         },
         Setting {
             seed: "pricing",
             weights: vec![0.9, 0.1],
             coverage: 0.25,
             namespace: None,
+            ramp: None,
         },
         Setting {
             seed: "colors",
             weights: vec![0.1, 0.2, 0.3, 0.4],
             coverage: 0.5,
             namespace: Some(("search", 0.25, 0.75)),
+            ramp: None,
         },
         Setting {
             seed: "été-ünïcode-😀",
             weights: vec![0.2, 0.2, 0.2, 0.2, 0.2],
             coverage: 1.0,
             namespace: Some(("ns", 0.0, 0.3)),
+            ramp: None,
         },
         Setting {
             seed: "tiny",
             weights: vec![0.995, 0.005],
             coverage: 0.05,
             namespace: None,
+            ramp: None,
+        },
+        // The candidate listed first: the ramp keeps the variants' config order.
+        Setting {
+            seed: "s-grad",
+            weights: vec![0.3, 0.7],
+            coverage: 0.8,
+            namespace: None,
+            ramp: Some(("gradual", 0, 30.0)),
+        },
+        Setting {
+            seed: "s-grad",
+            weights: vec![0.3, 0.7],
+            coverage: 0.8,
+            namespace: None,
+            ramp: Some(("canary", 0, 30.0)),
+        },
+        Setting {
+            seed: "later-candidate",
+            weights: vec![0.85, 0.15],
+            coverage: 1.0,
+            namespace: None,
+            ramp: Some(("gradual", 1, 15.0)),
         },
     ]
 }
@@ -110,9 +143,21 @@ fn growthbook_mode_matches_the_growthbook_sdk() {
                     .enumerate()
                     .map(|(i, &w)| VariantConfig {
                         name: format!("v{i}"),
-                        weight: Some(w),
+                        weight: setting.ramp.is_none().then_some(w),
                         model: None,
                     })
+                    .collect(),
+                strategy: setting.ramp.map(|(strategy, _, _)| strategy.into()),
+                candidate: setting.ramp.map(|(_, c, _)| format!("v{c}")),
+                percent: setting.ramp.filter(|r| r.0 == "canary").map(|(_, _, p)| p),
+                schedule: setting
+                    .ramp
+                    .filter(|r| r.0 == "gradual")
+                    .map(|(_, _, percent)| RampStepConfig {
+                        at: TimeText::Text("2020-01-01T00:00:00Z".into()),
+                        percent,
+                    })
+                    .into_iter()
                     .collect(),
                 ..ExperimentConfig::default()
             }],
@@ -159,7 +204,7 @@ fn growthbook_mode_matches_the_growthbook_sdk() {
     }
     drop(to_oracle);
     assert!(oracle.wait().expect("oracle exit").success());
-    assert_eq!(compared, 60_000);
+    assert_eq!(compared, 90_000);
     assert!(
         in_experiment > 20_000,
         "the settings must put many keys in the experiment, got {in_experiment}"

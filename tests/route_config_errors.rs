@@ -73,7 +73,24 @@ fn each_bad_config_names_experiment_and_field() {
         (ab("0.2, 0.2").replace("name = \"exp\"\n", "name = \"exp\"\nhash = \"growthbook\"\n"), &["`exp`", "sum to 1"]),
         ("[[experiments]]\nname = \"exp\"\n".to_string(), &["`exp`", "variants", "at least one"]),
         (format!("[[experiments]]\nname = \"\"\n{TWO}"), &["name", "empty"]),
-        (format!("[[experiments]]\nname = \"exp\"\nweigth = 3\n{TWO}"), &["weigth"]),
+        (format!("[[experiments]]\nname = \"exp\"\nweigth = 3\n{TWO}"), &["`exp`", "weigth"]),
+        (
+            format!("[[experiments]]\nname = \"first\"\n{TWO}\n[[experiments]]\nname = \"second\"\n[[experiments.variants]]\nname = \"a\"\nwieght = 1\n"),
+            &["`second`", "wieght"],
+        ),
+        (ab("1e308, 1e308"), &["`exp`", "variants", "finite sum"]),
+        (
+            "[[experiments]]\nname = \"exp\"\n[[experiments.variants]]\nname = \" \"\n".to_string(),
+            &["`exp`", "variants[0].name", "blank"],
+        ),
+        (
+            "[[experiments]]\nname = \"exp\"\nhash = \"growthbook\"\nstrategy = \"immediate\"\n[[experiments.variants]]\nname = \"only\"\n".to_string(),
+            &["`exp`", "variants", "at least two"],
+        ),
+        (
+            "[[experiments]]\nname = \"exp\"\nhash = \"unleash\"\n[[experiments.variants]]\nname = \"a\"\nweight = 1\n[[experiments.variants]]\nname = \"b\"\nweight = 1\n[[experiments.variants]]\nname = \"c\"\nweight = 1\n[[experiments.variants]]\nname = \"d\"\nweight = 3\n".to_string(),
+            &["`exp`", "variants", "167 + 167 + 167 + 500 = 1001"],
+        ),
         ("[[experiments]]\nname = \"exp\"\ncoverage = \"all\"\n".to_string(), &["coverage"]),
         ("this is not toml".to_string(), &["parse"]),
     ];
@@ -182,22 +199,23 @@ fn growthbook_and_native_experiments_cannot_share_a_namespace() {
 
 #[test]
 fn candidate_percent_follows_the_named_candidate() {
-    for (candidate, hash) in [
-        ("control", "xxh3"),
-        ("control", "growthbook"),
-        ("control", "unleash"),
-        ("candidate", "xxh3"),
+    for (candidate, hash, coverage) in [
+        ("control", "xxh3", 1.0),
+        ("control", "growthbook", 1.0),
+        ("control", "growthbook", 0.0),
+        ("control", "unleash", 0.5),
+        ("candidate", "xxh3", 0.3),
     ] {
-        let text = format!(
-            "[[experiments]]\nname = \"exp\"\nhash = \"{hash}\"\nstrategy = \"canary\"\npercent = 5\ncandidate = \"{candidate}\"\n{TWO}"
-        );
-        let router = Router::from_toml(&text).expect("valid");
-        let percent = router.current().experiments()[0]
-            .candidate_percent(router.clock())
-            .expect("canary");
-        assert!(
-            (percent - 5.0).abs() < 1e-9,
-            "{hash}, candidate {candidate}: {percent}"
-        );
+        for configured in [5.0, 10.0, 33.35] {
+            let text = format!(
+                "[[experiments]]\nname = \"exp\"\nhash = \"{hash}\"\ncoverage = {coverage:?}\nstrategy = \"canary\"\npercent = {configured:?}\ncandidate = \"{candidate}\"\n{TWO}"
+            );
+            let router = Router::from_toml(&text).expect("valid");
+            let percent = router.current().experiments()[0]
+                .candidate_percent(router.clock())
+                .expect("canary");
+            // Exactly what the config says, whatever the coverage or the scheme's rounding.
+            assert_eq!(percent, configured, "{hash}, candidate {candidate}");
+        }
     }
 }

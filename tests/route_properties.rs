@@ -232,6 +232,19 @@ fn gradual_ramp_follows_the_clock_and_never_takes_the_candidate_back() {
     }
 }
 
+/// `weights` as whole thousandths of their sum that total exactly 1000 (the largest takes
+/// the rounding), as Unleash's weights always are.
+fn thousandths(weights: &[f64]) -> Vec<f64> {
+    let sum: f64 = weights.iter().sum();
+    let mut ints: Vec<i64> = weights
+        .iter()
+        .map(|w| (w / sum * 1000.0).round() as i64)
+        .collect();
+    let total: i64 = ints.iter().sum();
+    *ints.iter_mut().max().expect("weights") += 1000 - total;
+    ints.iter().map(|&i| i as f64 / 1000.0).collect()
+}
+
 fn weights_strategy() -> impl Strategy<Value = Vec<f64>> {
     prop::collection::vec(0.01f64..10.0, 2..8)
 }
@@ -241,7 +254,11 @@ proptest! {
 
     #[test]
     fn same_config_and_key_give_the_same_variant(weights in weights_strategy(), hash in prop::sample::select(vec!["xxh3", "growthbook", "unleash"]), seed in any::<u64>()) {
-        let weights = if hash == "growthbook" { let s: f64 = weights.iter().sum(); weights.iter().map(|w| w / s).collect() } else { weights };
+        let weights = match hash {
+            "growthbook" => { let s: f64 = weights.iter().sum(); weights.iter().map(|w| w / s).collect() }
+            "unleash" => thousandths(&weights),
+            _ => weights,
+        };
         let ks = keys(seed, 500);
         let a = router(vec![experiment("det", hash, &named(&weights))]);
         let b = router(vec![experiment("det", hash, &named(&weights))]);

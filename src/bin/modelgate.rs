@@ -29,7 +29,8 @@ enum Command {
             conflicts_with = "keys_from"
         )]
         key: Option<String>,
-        /// Route every line of this file as a key (`-` for standard input).
+        /// Route every line of this file as a key (`-` for standard input); blank lines
+        /// are skipped.
         #[arg(long)]
         keys_from: Option<PathBuf>,
         /// One JSON object per experiment and key, one per line.
@@ -593,6 +594,12 @@ fn route(
     json: bool,
 ) -> Result<(), String> {
     let router = load_router(config)?;
+    if router.current().experiments().is_empty() {
+        return Err(format!(
+            "{}: the config defines no experiments (add an [[experiments]] table)",
+            config.display()
+        ));
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut emit = |key: &str| -> Result<(), String> {
@@ -615,9 +622,12 @@ fn route(
                 Box::new(std::io::BufReader::new(file))
             };
             for (number, line) in reader.lines().enumerate() {
+                // `lines` already drops the line ending, `\n` or `\r\n`.
                 let line =
                     line.map_err(|e| format!("{}: line {}: {e}", path.display(), number + 1))?;
-                emit(line.strip_suffix('\r').unwrap_or(&line))?;
+                if !line.is_empty() {
+                    emit(&line)?;
+                }
             }
         }
         (None, None) => return Err("give --key KEY or --keys-from FILE".into()),

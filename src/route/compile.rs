@@ -198,8 +198,8 @@ pub struct CompiledExperiment {
     split: Split,
     /// `(xxh3 of key, key, variant index)`, sorted by hash.
     overrides: Box<[(u64, Box<str>, usize)]>,
-    /// `canary` and `gradual`: the candidate's index.
-    candidate: Option<usize>,
+    /// `canary`: the candidate's percent as configured.
+    canary_percent: Option<f64>,
 }
 
 /// A whole config, compiled: what a route call reads.
@@ -325,31 +325,7 @@ impl CompiledExperiment {
     pub fn candidate_percent(&self, clock: &dyn Clock) -> Option<f64> {
         match (&self.split, self.strategy) {
             (Split::Gradual { steps, .. }, _) => Some(gradual_percent(steps, clock.now_unix_ms())),
-            (Split::Static(w), StrategyKind::Canary) => {
-                let c = self.candidate?;
-                Some(match w {
-                    Weights::Native { arms, .. } => {
-                        let weight = |i: usize| {
-                            arms.iter()
-                                .find(|a| a.index == i)
-                                .map_or(0.0, |a| recip(a.inv_weight))
-                        };
-                        let total: f64 = (0..self.variants.len()).map(weight).sum();
-                        if total > 0.0 {
-                            100.0 * weight(c) / total
-                        } else {
-                            0.0
-                        }
-                    }
-                    Weights::GrowthBook(r) => r.get(c).map_or(0.0, |&(start, end)| {
-                        100.0 * (end - start) / self.coverage.max(f64::MIN_POSITIVE)
-                    }),
-                    Weights::Unleash { weights, total } => {
-                        100.0 * f64::from(weights.get(c).copied().unwrap_or(0))
-                            / f64::from((*total).max(1))
-                    }
-                })
-            }
+            (Split::Static(_), StrategyKind::Canary) => self.canary_percent,
             _ => None,
         }
     }
@@ -453,12 +429,15 @@ impl CompiledExperiment {
                 candidate,
                 steps,
             } => {
+                // The two variants in config order, as the equivalent GrowthBook experiment
+                // lists them.
                 let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
-                let ranges = growthbook_ranges(&[1.0 - p, p], self.coverage);
-                ranges
+                let mut weights = [0.0; 2];
+                weights[*baseline] = 1.0 - p;
+                weights[*candidate] = p;
+                growthbook_ranges(&weights, self.coverage)
                     .iter()
                     .position(|&(s, e)| s <= n && n < e)
-                    .map(|j| if j == 0 { *baseline } else { *candidate })
             }
             _ => None,
         };
@@ -496,11 +475,13 @@ impl CompiledExperiment {
                 candidate,
                 steps,
             } => {
+                // In config order, the candidate's share as a fixed weight and the baseline's
+                // as the variable remainder, as Unleash's server stores such a split.
                 let p = gradual_percent(steps, clock.now_unix_ms()) / 100.0;
-                let w = [unleash_weight(1.0 - p), unleash_weight(p)];
-                let total = w[0] + w[1];
-                unleash_choose(&self.salt, key, &w, total)
-                    .map(|j| if j == 0 { *baseline } else { *candidate })
+                let mut weights = [0; 2];
+                weights[*candidate] = unleash_weight(p);
+                weights[*baseline] = UNLEASH_TOTAL - weights[*candidate];
+                unleash_choose(&self.salt, key, &weights, UNLEASH_TOTAL)
             }
             _ => None,
         };
@@ -613,8 +594,56 @@ fn growthbook_ranges(weights: &[f64], coverage: f64) -> [(f64, f64); 2] {
     out
 }
 
+/// Unleash's variant weights always total this: its server fills the variable variants up to it.
+const UNLEASH_TOTAL: u32 = 1000;
+
 fn unleash_weight(fraction: f64) -> u32 {
-    (fraction * 1000.0).round().clamp(0.0, 1000.0) as u32
+    (fraction * f64::from(UNLEASH_TOTAL))
+        .round()
+        .clamp(0.0, f64::from(UNLEASH_TOTAL)) as u32
+}
+
+/// The integer weights an Unleash server would store for this split, in config order, always
+/// totalling 1000:
+/// - equal weights (or none given) are Unleash's "variable" variants: `1000 / n` each, and
+///   the first `1000 % n` variants one more (334, 333, 333 for three);
+/// - a canary's candidate is a fixed weight (its percent in thousandths, rounded) and the
+///   baseline takes the rest;
+/// - other weights are fixed weights, `weight × 1000` rounded, which must total 1000 (a team
+///   cannot give Unleash anything else), or the config is refused.
+fn unleash_weights(
+    exp: &str,
+    strategy: StrategyKind,
+    fractions: &[f64],
+    candidate: Option<usize>,
+) -> Result<Box<[u32]>, ConfigError> {
+    let n = fractions.len();
+    if let (StrategyKind::Canary, Some(c)) = (strategy, candidate) {
+        let mut weights = vec![0; n];
+        weights[c] = unleash_weight(fractions[c]);
+        weights[1 - c] = UNLEASH_TOTAL - weights[c];
+        return Ok(weights.into());
+    }
+    if n > 0 && fractions.windows(2).all(|pair| pair[0] == pair[1]) {
+        let (each, remainder) = (UNLEASH_TOTAL / n as u32, UNLEASH_TOTAL % n as u32);
+        return Ok((0..n as u32)
+            .map(|i| each + u32::from(i < remainder))
+            .collect());
+    }
+    let weights: Box<[u32]> = fractions.iter().map(|&w| unleash_weight(w)).collect();
+    let total: u32 = weights.iter().sum();
+    if total != UNLEASH_TOTAL {
+        let listed: Vec<String> = weights.iter().map(u32::to_string).collect();
+        return Err(ConfigError::field(
+            exp,
+            "variants",
+            format!(
+                "Unleash weights are whole thousandths that total 1000, and these round to {} = {total}: give weights that are exact thousandths of their sum",
+                listed.join(" + ")
+            ),
+        ));
+    }
+    Ok(weights)
 }
 
 /// Unleash's selection: `target = murmur3("{group}:{key}", 86028157) % total + 1`, then the
@@ -820,11 +849,11 @@ fn compile_experiment(
     }
     let mut names = HashSet::new();
     for (i, v) in e.variants.iter().enumerate() {
-        if v.name.is_empty() {
+        if v.name.trim().is_empty() {
             return Err(ConfigError::field(
                 exp,
                 format!("variants[{i}].name"),
-                "must not be empty",
+                "must not be empty or blank",
             ));
         }
         if !names.insert(v.name.as_str()) {
@@ -913,14 +942,15 @@ fn compile_experiment(
         _ => None,
     };
     let fractions: Vec<f64> = match strategy {
+        StrategyKind::Ab | StrategyKind::Immediate if n < 2 && scheme == HashScheme::GrowthBook => {
+            // GrowthBook puts nobody in an experiment with fewer than two variations.
+            return Err(ConfigError::field(
+                exp,
+                "variants",
+                "GrowthBook needs at least two variants",
+            ));
+        }
         StrategyKind::Ab => {
-            if n < 2 && scheme == HashScheme::GrowthBook {
-                return Err(ConfigError::field(
-                    exp,
-                    "variants",
-                    "GrowthBook needs at least two variants",
-                ));
-            }
             let given = e.variants.iter().filter(|v| v.weight.is_some()).count();
             if given == 0 {
                 vec![1.0 / n as f64; n]
@@ -933,7 +963,14 @@ fn compile_experiment(
             } else {
                 let w: Vec<f64> = e.variants.iter().map(|v| v.weight.unwrap_or(0.0)).collect();
                 let sum: f64 = w.iter().sum();
-                if sum.is_nan() || sum <= 0.0 || !sum.is_finite() {
+                if !sum.is_finite() {
+                    return Err(ConfigError::field(
+                        exp,
+                        "variants",
+                        "weights must have a finite sum",
+                    ));
+                }
+                if sum <= 0.0 {
                     return Err(ConfigError::field(
                         exp,
                         "variants",
@@ -1076,18 +1113,10 @@ fn compile_experiment(
                     .collect();
                 Weights::GrowthBook(ranges)
             }
-            HashScheme::Unleash => {
-                let weights: Box<[u32]> = fractions.iter().map(|&w| unleash_weight(w)).collect();
-                let total = weights.iter().sum();
-                if total == 0 {
-                    return Err(ConfigError::field(
-                        exp,
-                        "variants",
-                        "every weight rounds to 0 out of 1000 for Unleash",
-                    ));
-                }
-                Weights::Unleash { weights, total }
-            }
+            HashScheme::Unleash => Weights::Unleash {
+                weights: unleash_weights(exp, strategy, &fractions, candidate)?,
+                total: UNLEASH_TOTAL,
+            },
         }),
     };
 
@@ -1124,7 +1153,7 @@ fn compile_experiment(
         variants: variants.into(),
         split,
         overrides: overrides.into(),
-        candidate,
+        canary_percent: e.percent.filter(|_| strategy == StrategyKind::Canary),
     })
 }
 

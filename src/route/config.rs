@@ -126,8 +126,31 @@ impl RouterConfig {
     /// # Errors
     /// [`super::ConfigError::Parse`] when the text is not valid TOML for this schema.
     pub fn from_toml(text: &str) -> Result<Self, super::ConfigError> {
-        toml::from_str(text).map_err(|e| super::ConfigError::Parse {
-            message: e.to_string(),
+        toml::from_str(text).map_err(|e| {
+            let experiment = e
+                .span()
+                .and_then(|span| experiment_around(text, span.start));
+            super::ConfigError::Parse {
+                message: match experiment {
+                    Some(name) => format!("in experiment `{name}`: {e}"),
+                    None => e.to_string(),
+                },
+            }
         })
     }
+}
+
+/// The name of the `[[experiments]]` table that holds byte `offset` of `text`, when the text
+/// is valid TOML, the table is written with a `[[experiments]]` header and has a name: lets a
+/// schema error (a misspelt field, a value of the wrong type) name its experiment.
+fn experiment_around(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let index = before
+        .lines()
+        .filter(|line| line.trim_start().starts_with("[[experiments]]"))
+        .count()
+        .checked_sub(1)?;
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let experiment = table.get("experiments")?.as_array()?.get(index)?;
+    Some(experiment.get("name")?.as_str()?.to_owned())
 }
