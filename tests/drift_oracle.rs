@@ -64,6 +64,29 @@ fn numeric_statistics_match_scipy() {
             Box::new(normal),
             Box::new(|r: &mut Rng| normal(r) + 0.5),
         ),
+        // n = m odd: the effective size n·m/(n+m) ends in .5 (except for 31, where both
+        // roundings agree) and SciPy rounds it half to even.
+        (
+            "n = m = 31",
+            31,
+            31,
+            Box::new(normal),
+            Box::new(|r: &mut Rng| normal(r) + 0.4),
+        ),
+        (
+            "n = m = 33",
+            33,
+            33,
+            Box::new(normal),
+            Box::new(|r: &mut Rng| normal(r) + 0.4),
+        ),
+        (
+            "n = m = 101",
+            101,
+            101,
+            Box::new(normal),
+            Box::new(|r: &mut Rng| normal(r) + 0.2),
+        ),
         (
             "uniform vs bimodal",
             1000,
@@ -105,6 +128,41 @@ fn numeric_statistics_match_scipy() {
             "{name}: W1"
         );
     }
+}
+
+#[test]
+fn ks_effective_size_rounds_half_to_even_as_scipy() {
+    // The reviewer's reproduction: 0..32 against 7..39, n = m = 33, effective size 16.5,
+    // which SciPy rounds to 16 (half to even), not 17. Tolerance 1e-3 as above.
+    let mut oracle = Oracle::start("drift_oracle.py");
+    let t = Thresholds::default();
+    for (n, shift) in [(33u32, 7u32), (101, 15), (31, 6), (65, 10)] {
+        let a: Vec<f64> = (0..n).map(f64::from).collect();
+        let b: Vec<f64> = (shift..n + shift).map(f64::from).collect();
+        let (sa, sb) = (ExactSample::new(a.clone()), ExactSample::new(b.clone()));
+        let ours = compare_numeric(&sa, &sb, None, &t);
+        let edges = psi::quantile_edges(&sa, t.psi_bins);
+        let want =
+            oracle.ask(&serde_json::json!({"kind": "numeric", "a": a, "b": b, "edges": edges}));
+        let p = want["p_value"].as_f64().expect("number");
+        assert!(
+            (ours.p_value - p).abs() < 1e-3,
+            "n = m = {n}: p {} vs scipy {p}",
+            ours.p_value
+        );
+    }
+}
+
+#[test]
+fn one_value_against_one_value_is_not_significant() {
+    // n = m = 1: the effective size 0.5 rounds to 0 (SciPy gives NaN). One value against
+    // another is no evidence of drift: p = 1, and the critical D is infinite.
+    let t = Thresholds::default();
+    let (a, b) = (ExactSample::new(vec![0.0]), ExactSample::new(vec![1.0]));
+    let c = compare_numeric(&a, &b, None, &t);
+    assert_eq!(c.ks, 1.0);
+    assert_eq!(c.p_value, 1.0);
+    assert!(c.ks_critical_value.is_infinite());
 }
 
 #[test]

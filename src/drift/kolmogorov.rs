@@ -202,15 +202,18 @@ fn pelz_good_cdf(n: f64, x: f64) -> f64 {
     k[0] + k[1] / n.sqrt() + k[2] / n + k[3] / n.powf(1.5)
 }
 
-/// The effective size rounded as the two-sample test uses it.
+/// The effective size rounded as the two-sample test uses it: half to even, as NumPy's
+/// `np.round` in SciPy's `ks_2samp` (16.5 becomes 16, 0.5 becomes 0).
 fn rounded_effective_size(n: u64, m: u64) -> u64 {
-    effective_size(n, m).round() as u64
+    effective_size(n, m).round_ties_even() as u64
 }
 
 /// Two-sided p-value of a two-sample KS statistic `d` with sizes `n` and `m`: the
 /// one-sample distribution ([`ks_one_sample_sf`]) at the effective size `n·m/(n+m)`
-/// (rounded), as SciPy's `ks_2samp(method="asymp")` computes it. For large samples this is
-/// the Kolmogorov limit `P(K > d·√(n·m/(n+m)))`.
+/// (rounded half to even), as SciPy's `ks_2samp(method="asymp")` computes it. For large
+/// samples this is the Kolmogorov limit `P(K > d·√(n·m/(n+m)))`. When the rounded effective
+/// size is 0 (one value against one value, or an empty side) the data cannot show anything:
+/// the p-value is 1 (SciPy gives NaN there), never a false alarm.
 #[must_use]
 pub fn ks_p_value(d: f64, n: u64, m: u64) -> f64 {
     let en = rounded_effective_size(n, m);

@@ -3,7 +3,8 @@
 //!
 //! * **KS** ([`kolmogorov`]): `D` between two CDFs, its error bound (the sum of the sketches'
 //!   rank-error bounds), and an asymptotic p-value from the Kolmogorov distribution with the
-//!   effective size `n·m/(n+m)`.
+//!   effective size `n·m/(n+m)` rounded half to even as SciPy does (p = 1 when it rounds to
+//!   0: one value against one value is no evidence).
 //! * **PSI** ([`psi`]): bins at the reference's quantiles (10 by default), shares floored
 //!   at 1e-4, plus the PSI that no-drift samples of these sizes reach by chance.
 //! * **Categorical** ([`categorical`]): chi-square test of homogeneity, PSI over
