@@ -316,10 +316,69 @@ fn psi_no_drift_quantile_uses_the_bins_actually_there() {
         )
     };
     let c = compare_numeric(&flags(300), &flags(320), None, &t);
-    let one_dof = psi::psi_no_drift_quantile(2, 1000, 1000, t.alpha);
+    // Plus the small-share term Σ (1/n² + 1/m²)/p over the two pooled shares 0.31 and 0.69.
+    let one_dof =
+        psi::psi_no_drift_quantile(2, 1000, 1000, t.alpha) + 2e-6 * (1.0 / 0.31 + 1.0 / 0.69);
     assert!(
         (c.psi_no_drift_quantile - one_dof).abs() < 1e-12,
         "{} vs {one_dof}",
         c.psi_no_drift_quantile
     );
+}
+
+#[test]
+fn psi_no_drift_quantile_holds_under_no_drift() {
+    // Seeded N(0,1) vs N(0,1) pairs: PSI must pass its no-drift quantile in at most
+    // alpha + 0.03 of them at every size (400 pairs: the binomial sd at 5% is 0.011), and
+    // the verdict (KS or PSI, each at level alpha) in at most 2·alpha + 0.03. Below 10
+    // expected values per bin (under 100 values a side) the quantile is infinite: PSI alone
+    // decides nothing there, and from 100 values a side on it is always given.
+    let t = Thresholds::default();
+    let mut rng = Rng(0x5eed_0951);
+    const PAIRS: usize = 400;
+    for (n, m) in [
+        (1, 1),
+        (10, 10),
+        (20, 20),
+        (50, 50),
+        (75, 75),
+        (100, 100),
+        (150, 150),
+        (100, 1000),
+        (1000, 100),
+        (500, 500),
+    ] {
+        let (mut above, mut alarms, mut finite) = (0usize, 0usize, 0usize);
+        for _ in 0..PAIRS {
+            let a = ExactSample::new((0..n).map(|_| normal(&mut rng)).collect());
+            let b = ExactSample::new((0..m).map(|_| normal(&mut rng)).collect());
+            let c = compare_numeric(&a, &b, Some(1.0), &t);
+            above += usize::from(c.psi > c.psi_no_drift_quantile);
+            finite += usize::from(c.psi_no_drift_quantile.is_finite());
+            let v = modelgate::drift::assess(vec![("x".into(), Comparison::Numeric(c))], &t);
+            alarms += usize::from(matches!(
+                v[0].verdict,
+                modelgate::drift::Verdict::Drift | modelgate::drift::Verdict::Warning
+            ));
+        }
+        let rate = |k: usize| k as f64 / PAIRS as f64;
+        println!(
+            "n = {n}, m = {m}: PSI above its quantile {:.3}, alarms {:.3}, quantile given {:.3}",
+            rate(above),
+            rate(alarms),
+            rate(finite)
+        );
+        assert!(
+            rate(above) <= t.alpha + 0.03,
+            "n = {n}, m = {m}: {above} of {PAIRS}"
+        );
+        // The verdict alarms when KS or PSI does, each at level alpha.
+        assert!(
+            rate(alarms) <= 2.0 * t.alpha + 0.03,
+            "n = {n}, m = {m}: {alarms} alarms of {PAIRS}"
+        );
+        if n.min(m) >= 100 {
+            assert_eq!(finite, PAIRS, "n = {n}, m = {m}");
+        }
+    }
 }

@@ -57,6 +57,12 @@ pub fn chi_square(reference: &[f64], current: &[f64]) -> (f64, usize, f64) {
     (statistic, dof, p)
 }
 
+/// Counts as shares of their total (all 0 when the total is 0).
+#[must_use]
+pub fn shares(counts: &[f64]) -> Vec<f64> {
+    normalise(counts)
+}
+
 fn normalise(counts: &[f64]) -> Vec<f64> {
     let total: f64 = counts.iter().sum();
     if total <= 0.0 {

@@ -6,7 +6,8 @@
 //!   effective size `n·m/(n+m)` rounded half to even as SciPy does (p = 1 when it rounds to
 //!   0: one value against one value is no evidence).
 //! * **PSI** ([`psi`]): bins at the reference's quantiles (10 by default), shares floored
-//!   at 1e-4, plus the PSI that no-drift samples of these sizes reach by chance.
+//!   at 1e-4, plus the PSI that no-drift samples of these sizes reach by chance (none when a
+//!   bin expects fewer than 10 values, a category fewer than 5: PSI then gives no verdict).
 //! * **Categorical** ([`categorical`]): chi-square test of homogeneity, PSI over
 //!   categories, Jensen-Shannon distance.
 //! * **Wasserstein-1** ([`distance`]), normalised by the reference's standard deviation.
@@ -115,7 +116,9 @@ pub struct NumericComparison {
     pub ks_critical_value: f64,
     /// PSI.
     pub psi: f64,
-    /// PSI that no-drift samples of these sizes stay below with probability `1 − alpha`.
+    /// PSI that no-drift samples of these sizes stay below with probability about
+    /// `1 − alpha` ([`psi::psi_no_drift_quantile_of_shares`]); infinite (JSON `null`) when a
+    /// bin expects fewer than 10 values, and then PSI alone gives no verdict.
     pub psi_no_drift_quantile: f64,
     /// Wasserstein-1 distance.
     pub wasserstein: Option<f64>,
@@ -138,7 +141,9 @@ pub struct CategoricalComparison {
     pub p_value: f64,
     /// PSI over categories.
     pub psi: f64,
-    /// PSI that no-drift samples stay below with probability `1 − alpha`.
+    /// PSI that no-drift samples stay below with probability about `1 − alpha`
+    /// ([`psi::psi_no_drift_quantile_of_shares`]); infinite (JSON `null`) when a category
+    /// expects fewer than 5 values, and then PSI alone gives no verdict.
     pub psi_no_drift_quantile: f64,
     /// Jensen-Shannon distance (base 2).
     pub jensen_shannon: f64,
@@ -190,14 +195,6 @@ pub fn compare_numeric(
     let edges = psi::quantile_edges(reference, bins);
     let (shares_ref, shares_cur) = (psi::shares(reference, &edges), psi::shares(current, &edges));
     let psi = psi::psi_from_shares(&shares_ref, &shares_cur, epsilon);
-    // Repeated quantiles (a 0/1 flag, a 1-5 rating) leave fewer bins than asked for, and
-    // some may hold nothing: the no-drift quantile counts the bins that hold values.
-    let bins_used = shares_ref
-        .iter()
-        .zip(&shares_cur)
-        .filter(|(a, b)| **a > 0.0 || **b > 0.0)
-        .count()
-        .max(2);
     let wasserstein = distance::wasserstein(reference, current);
     NumericComparison {
         n_reference: n,
@@ -211,7 +208,16 @@ pub fn compare_numeric(
         ),
         ks_critical_value: kolmogorov::ks_critical_value(thresholds.alpha, n, m),
         psi,
-        psi_no_drift_quantile: psi::psi_no_drift_quantile(bins_used, n, m, thresholds.alpha),
+        // Repeated quantiles (a 0/1 flag, a 1-5 rating) leave fewer bins than asked for, and
+        // some may hold nothing: the quantile counts the bins that hold values.
+        psi_no_drift_quantile: psi::psi_no_drift_quantile_of_shares(
+            &shares_ref,
+            &shares_cur,
+            n,
+            m,
+            thresholds.alpha,
+            psi::SmallSampleRule::ReferenceBins,
+        ),
         wasserstein,
         wasserstein_normalized: match (wasserstein, reference_std) {
             (Some(w), Some(s)) if s > 0.0 && s.is_finite() => Some(w / s),
@@ -237,7 +243,14 @@ pub fn compare_categorical(
         degrees_of_freedom: dof,
         p_value,
         psi: categorical::categorical_psi(&r, &c, thresholds.psi_epsilon),
-        psi_no_drift_quantile: psi::psi_no_drift_quantile(r.len().max(2), n, m, thresholds.alpha),
+        psi_no_drift_quantile: psi::psi_no_drift_quantile_of_shares(
+            &categorical::shares(&r),
+            &categorical::shares(&c),
+            n,
+            m,
+            thresholds.alpha,
+            psi::SmallSampleRule::PooledCategories,
+        ),
         jensen_shannon: categorical::jensen_shannon(&r, &c),
     }
 }

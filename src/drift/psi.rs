@@ -67,9 +67,28 @@ pub fn psi(
     (value, edges)
 }
 
-/// The `1 − alpha` quantile of PSI when nothing drifted: PSI then behaves like
-/// `(1/n + 1/m) · χ²` with `bins − 1` degrees of freedom, so small samples exceed the usual
-/// 0.1 and 0.2 thresholds by chance. A PSI verdict requires PSI above this too.
+/// When PSI's no-drift quantile is given: cells left empty by chance are floored at
+/// `epsilon` and then PSI jumps far past any chi-square quantile (at 20 vs 20 values it did so
+/// in most no-drift pairs), so with too few values per cell the quantile is infinite and PSI
+/// alone decides nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmallSampleRule {
+    /// Numeric bins at the reference's quantiles: every bin holding values must get at least
+    /// [`MIN_EXPECTED_PER_BIN`] values of the smaller sample at the reference's share. With
+    /// 10 bins at the deciles this takes 100 values on each side (75 vs 75 gives none).
+    ReferenceBins,
+    /// Categories: every category must expect at least [`MIN_EXPECTED_PER_CATEGORY`] values
+    /// of the smaller sample at its pooled share (the usual rule for chi-square tests).
+    PooledCategories,
+}
+
+/// See [`SmallSampleRule::ReferenceBins`].
+pub const MIN_EXPECTED_PER_BIN: f64 = 10.0;
+/// See [`SmallSampleRule::PooledCategories`].
+pub const MIN_EXPECTED_PER_CATEGORY: f64 = 5.0;
+
+/// The leading term of the no-drift quantile: PSI behaves like `(1/n + 1/m) · χ²` with
+/// `bins − 1` degrees of freedom when nothing drifted; this is its `1 − alpha` quantile.
 #[must_use]
 pub fn psi_no_drift_quantile(bins: usize, n: u64, m: u64, alpha: f64) -> f64 {
     if n == 0 || m == 0 || bins < 2 {
@@ -79,4 +98,54 @@ pub fn psi_no_drift_quantile(bins: usize, n: u64, m: u64, alpha: f64) -> f64 {
         Ok(chi2) => (1.0 / n as f64 + 1.0 / m as f64) * chi2.inverse_cdf(1.0 - alpha),
         Err(_) => f64::INFINITY,
     }
+}
+
+/// The PSI that samples of sizes `n` and `m` from one distribution stay below with
+/// probability about `1 − alpha`, for these cell shares (the cells either side holds count).
+///
+/// It is [`psi_no_drift_quantile`] plus PSI's next term in the small shares,
+/// `Σ (1/n² + 1/m²) / p`, with `p` each cell's pooled share: the chi-square term alone is
+/// too low when cells hold few values (with 257 categories of about 12 values each, PSI
+/// passed it in 12% of no-drift pairs). Infinite (PSI decides nothing) when the cells hold
+/// too few values by `rule`. In simulations of N(0,1) against N(0,1) with 10 bins, PSI passed
+/// it in 3% to 6% of pairs from 100 values per side on (alpha = 0.05), and in under 3% of
+/// pairs over hundreds of uniform categories.
+#[must_use]
+pub fn psi_no_drift_quantile_of_shares(
+    reference: &[f64],
+    current: &[f64],
+    n: u64,
+    m: u64,
+    alpha: f64,
+    rule: SmallSampleRule,
+) -> f64 {
+    if n == 0 || m == 0 {
+        return f64::INFINITY;
+    }
+    let (nf, mf) = (n as f64, m as f64);
+    let cells: Vec<(f64, f64)> = reference
+        .iter()
+        .zip(current)
+        .filter(|(a, b)| **a > 0.0 || **b > 0.0)
+        .map(|(&a, &b)| (a, (nf * a + mf * b) / (nf + mf)))
+        .collect();
+    let (smallest, minimum) = match rule {
+        SmallSampleRule::ReferenceBins => (
+            cells.iter().map(|c| c.0).fold(f64::INFINITY, f64::min),
+            MIN_EXPECTED_PER_BIN,
+        ),
+        SmallSampleRule::PooledCategories => (
+            cells.iter().map(|c| c.1).fold(f64::INFINITY, f64::min),
+            MIN_EXPECTED_PER_CATEGORY,
+        ),
+    };
+    // (The relative slack keeps an exact 10, as 100 · 0.1, from failing on rounding.)
+    if cells.len() < 2 || !(nf.min(mf) * smallest >= minimum * (1.0 - 1e-9)) {
+        return f64::INFINITY;
+    }
+    let correction: f64 = cells
+        .iter()
+        .map(|c| (1.0 / (nf * nf) + 1.0 / (mf * mf)) / c.1)
+        .sum();
+    psi_no_drift_quantile(cells.len(), n, m, alpha) + correction
 }
