@@ -55,7 +55,8 @@ enum Command {
         /// Treat these columns as categorical.
         #[arg(long, value_delimiter = ',')]
         categorical: Vec<String>,
-        /// Keep all values and compute exact statistics (memory grows with the files).
+        /// Keep all values and compute exact statistics, counting every category exactly
+        /// (memory grows with the files).
         #[arg(long)]
         exact: bool,
         /// Sketch accuracy: larger k, smaller rank error (default 1024).
@@ -750,6 +751,7 @@ fn drift(
                     object["wasserstein"] = serde_json::Value::Null;
                     object["chi_square"] = k.chi_square.into();
                     object["jensen_shannon"] = k.jensen_shannon.into();
+                    object["approximate"] = k.approximate.into();
                     object["n_reference"] = k.n_reference.into();
                     object["n_current"] = k.n_current.into();
                 }

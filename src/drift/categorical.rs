@@ -94,3 +94,60 @@ pub fn jensen_shannon(reference: &[f64], current: &[f64]) -> f64 {
     }
     divergence.max(0.0).sqrt()
 }
+
+/// The count table closest to no drift that two category summaries allow, for summaries
+/// that lost mass (Misra-Gries past their limit of distinct values).
+///
+/// Each side is `(estimates, total, max_error)`: the estimated count of every value it
+/// tracks (each an undercount by at most `max_error`; a value it does not track occurred at
+/// most `max_error` times), the true number of values, and that bound. Over the union of the
+/// tracked values, the lower share of each value is raised towards the other side's by at
+/// most `max_error`, taking the mass from that side's untracked rest (largest gaps first,
+/// while rest remains); what is left of each rest is the last cell. Every table consistent
+/// with the bounds is at least this far from no drift, so a drift claim made on this table
+/// does not come from the summaries' error. Returns the aligned counts, the last cell being
+/// the rest (present when either rest is positive).
+#[must_use]
+pub fn least_drift_table(
+    reference: (&BTreeMap<String, u64>, u64, u64),
+    current: (&BTreeMap<String, u64>, u64, u64),
+) -> (Vec<f64>, Vec<f64>) {
+    let (r_est, r_total, r_error) = reference;
+    let (c_est, c_total, c_error) = current;
+    let mut names: Vec<&String> = r_est.keys().chain(c_est.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut r: Vec<f64> = names
+        .iter()
+        .map(|n| r_est.get(*n).copied().unwrap_or(0) as f64)
+        .collect();
+    let mut c: Vec<f64> = names
+        .iter()
+        .map(|n| c_est.get(*n).copied().unwrap_or(0) as f64)
+        .collect();
+    let (rt, ct) = (r_total as f64, c_total as f64);
+    let mut r_rest = (rt - r.iter().sum::<f64>()).max(0.0);
+    let mut c_rest = (ct - c.iter().sum::<f64>()).max(0.0);
+    if rt > 0.0 && ct > 0.0 {
+        let gap = |i: usize, r: &[f64], c: &[f64]| c[i] / ct - r[i] / rt;
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&i, &j| gap(j, &r, &c).abs().total_cmp(&gap(i, &r, &c).abs()));
+        for i in order {
+            let g = gap(i, &r, &c);
+            if g > 0.0 {
+                let raise = (g * rt).min(r_error as f64).min(r_rest);
+                r[i] += raise;
+                r_rest -= raise;
+            } else if g < 0.0 {
+                let raise = (-g * ct).min(c_error as f64).min(c_rest);
+                c[i] += raise;
+                c_rest -= raise;
+            }
+        }
+    }
+    if r_rest > 0.0 || c_rest > 0.0 {
+        r.push(r_rest);
+        c.push(c_rest);
+    }
+    (r, c)
+}

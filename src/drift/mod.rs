@@ -9,7 +9,9 @@
 //!   at 1e-4, plus the PSI that no-drift samples of these sizes reach by chance (none when a
 //!   bin expects fewer than 10 values, a category fewer than 5: PSI then gives no verdict).
 //! * **Categorical** ([`categorical`]): chi-square test of homogeneity, PSI over
-//!   categories, Jensen-Shannon distance.
+//!   categories, Jensen-Shannon distance. Counts from a category summary that passed its
+//!   limit of distinct values are estimates: drift is then claimed only on the table closest
+//!   to no drift that the summaries' error bounds allow, else the verdict is `inconclusive`.
 //! * **Wasserstein-1** ([`distance`]), normalised by the reference's standard deviation.
 //! * **Verdicts** ([`assess`]): `drift`, `warning`, `none` or `inconclusive`. KS p-values
 //!   are adjusted for the number of features (Benjamini-Hochberg, [`multiple`]). A sketch
@@ -33,6 +35,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use distribution::{Distribution1d, ExactSample};
+
+use crate::sketch::CategoricalProfile;
 
 /// Thresholds of the verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -147,6 +151,46 @@ pub struct CategoricalComparison {
     pub psi_no_drift_quantile: f64,
     /// Jensen-Shannon distance (base 2).
     pub jensen_shannon: f64,
+    /// Whether the counts are estimates: a category summary passed its limit of distinct
+    /// values (Misra-Gries), undercounting values and pooling the rarer ones as `(other)`.
+    #[serde(default)]
+    pub approximate: bool,
+    /// For estimated counts, the statistics of the table closest to no drift that the
+    /// summaries' error bounds allow ([`categorical::least_drift_table`]): drift is claimed
+    /// only when these show it too, so a summary's error never raises an alarm by itself.
+    /// `None` for exact counts.
+    #[serde(default)]
+    pub least_drift: Option<CategoricalStatistics>,
+}
+
+/// The statistics of one categorical count table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoricalStatistics {
+    /// Chi-square statistic of homogeneity.
+    pub chi_square: f64,
+    /// Its degrees of freedom.
+    pub degrees_of_freedom: usize,
+    /// Its p-value.
+    pub p_value: f64,
+    /// PSI over the cells.
+    pub psi: f64,
+    /// Jensen-Shannon distance (base 2).
+    pub jensen_shannon: f64,
+}
+
+impl CategoricalStatistics {
+    /// The statistics of two aligned count vectors.
+    #[must_use]
+    pub fn of(reference: &[f64], current: &[f64], epsilon: f64) -> Self {
+        let (chi_square, degrees_of_freedom, p_value) = categorical::chi_square(reference, current);
+        CategoricalStatistics {
+            chi_square,
+            degrees_of_freedom,
+            p_value,
+            psi: categorical::categorical_psi(reference, current, epsilon),
+            jensen_shannon: categorical::jensen_shannon(reference, current),
+        }
+    }
 }
 
 /// The statistics of one feature.
@@ -167,7 +211,7 @@ pub struct FeatureDrift {
     /// Its statistics.
     pub comparison: Comparison,
     /// Its test's p-value after Benjamini-Hochberg (for sketches: of the most favourable
-    /// `D − bound`).
+    /// `D − bound`; for estimated category counts: of the table closest to no drift).
     pub adjusted_p_value: f64,
     /// The verdict.
     pub verdict: Verdict,
@@ -226,7 +270,7 @@ pub fn compare_numeric(
     }
 }
 
-/// Compares two categorical count tables (category → count).
+/// Compares two categorical count tables (category → count), taken as exact.
 #[must_use]
 pub fn compare_categorical(
     reference: &BTreeMap<String, f64>,
@@ -234,15 +278,15 @@ pub fn compare_categorical(
     thresholds: &Thresholds,
 ) -> CategoricalComparison {
     let (_, r, c) = categorical::align(reference, current);
-    let (chi_square, dof, p_value) = categorical::chi_square(&r, &c);
+    let s = CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon);
     let (n, m) = (r.iter().sum::<f64>() as u64, c.iter().sum::<f64>() as u64);
     CategoricalComparison {
         n_reference: n,
         n_current: m,
-        chi_square,
-        degrees_of_freedom: dof,
-        p_value,
-        psi: categorical::categorical_psi(&r, &c, thresholds.psi_epsilon),
+        chi_square: s.chi_square,
+        degrees_of_freedom: s.degrees_of_freedom,
+        p_value: s.p_value,
+        psi: s.psi,
         psi_no_drift_quantile: psi::psi_no_drift_quantile_of_shares(
             &categorical::shares(&r),
             &categorical::shares(&c),
@@ -251,8 +295,56 @@ pub fn compare_categorical(
             thresholds.alpha,
             psi::SmallSampleRule::PooledCategories,
         ),
-        jensen_shannon: categorical::jensen_shannon(&r, &c),
+        jensen_shannon: s.jensen_shannon,
+        approximate: false,
+        least_drift: None,
     }
+}
+
+/// The counts of a category summary, with the mass it does not attribute to any value
+/// pooled in one [`profiles::OTHER`] cell.
+#[must_use]
+pub fn summary_counts(profile: &CategoricalProfile) -> BTreeMap<String, f64> {
+    let mut counts: BTreeMap<String, f64> = profile
+        .frequencies()
+        .into_iter()
+        .map(|(k, v)| (k, v as f64))
+        .collect();
+    if profile.other() > 0 {
+        *counts.entry(profiles::OTHER.to_owned()).or_default() += profile.other() as f64;
+    }
+    counts
+}
+
+/// Compares two category summaries. While both are exact this is [`compare_categorical`]
+/// on their counts. Once either passed its limit of distinct values, the statistics shown
+/// are those of the estimated counts (rest pooled as [`profiles::OTHER`]), flagged
+/// `approximate`, and `least_drift` holds those of the table closest to no drift within
+/// the summaries' error bounds, on which [`assess`] decides a drift claim.
+#[must_use]
+pub fn compare_categorical_profiles(
+    reference: &CategoricalProfile,
+    current: &CategoricalProfile,
+    thresholds: &Thresholds,
+) -> CategoricalComparison {
+    let mut comparison = compare_categorical(
+        &summary_counts(reference),
+        &summary_counts(current),
+        thresholds,
+    );
+    if !(reference.is_exact() && current.is_exact()) {
+        let (r, c) = categorical::least_drift_table(
+            (
+                &reference.frequencies(),
+                reference.count(),
+                reference.max_error(),
+            ),
+            (&current.frequencies(), current.count(), current.max_error()),
+        );
+        comparison.approximate = true;
+        comparison.least_drift = Some(CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon));
+    }
+    comparison
 }
 
 /// Verdicts for a set of features compared together (p-values are adjusted across them).
@@ -264,7 +356,7 @@ pub fn assess(features: Vec<(String, Comparison)>, thresholds: &Thresholds) -> V
         .iter()
         .map(|(_, c)| match c {
             Comparison::Numeric(n) => n.p_value_range.1,
-            Comparison::Categorical(c) => c.p_value,
+            Comparison::Categorical(c) => c.least_drift.as_ref().map_or(c.p_value, |l| l.p_value),
         })
         .collect();
     let p_clear: Vec<f64> = features
@@ -303,11 +395,30 @@ pub fn assess(features: Vec<(String, Comparison)>, thresholds: &Thresholds) -> V
                     }
                 }
                 Comparison::Categorical(c) => {
-                    let psi_above = c.psi > c.psi_no_drift_quantile;
-                    if (adjusted_claim[i] < t.alpha && c.jensen_shannon >= t.js_min_effect) || (psi_above && c.psi >= t.psi_drift) {
+                    let q = c.psi_no_drift_quantile;
+                    let drifts = |p: f64, js: f64, psi: f64| {
+                        (p < t.alpha && js >= t.js_min_effect) || (psi > q && psi >= t.psi_drift)
+                    };
+                    let warns = |psi: f64| psi > q && psi >= t.psi_warning;
+                    // Estimated counts: claims rest on the table closest to no drift.
+                    let (claim_js, claim_psi) = c
+                        .least_drift
+                        .as_ref()
+                        .map_or((c.jensen_shannon, c.psi), |l| (l.jensen_shannon, l.psi));
+                    if drifts(adjusted_claim[i], claim_js, claim_psi) {
                         (Verdict::Drift, None)
-                    } else if psi_above && c.psi >= t.psi_warning {
+                    } else if warns(claim_psi) {
                         (Verdict::Warning, None)
+                    } else if c.least_drift.is_some()
+                        && (drifts(adjusted_clear[i], c.jensen_shannon, c.psi) || warns(c.psi))
+                    {
+                        (
+                            Verdict::Inconclusive,
+                            Some(
+                                "the estimated category counts differ, but no more than the summaries' error can explain: compare exact counts (`--exact`, or a larger max_distinct)"
+                                    .to_owned(),
+                            ),
+                        )
                     } else {
                         (Verdict::None, None)
                     }

@@ -1,27 +1,13 @@
 //! Drift between feature profiles (the sketches agents ship and the reference profile of a
 //! model's training data), the form the sidecar's drift trigger and `/metrics` use.
 
-use std::collections::BTreeMap;
-
-use super::{Comparison, FeatureDrift, Thresholds, assess, compare_categorical, compare_numeric};
-use crate::sketch::{CategoricalProfile, FeatureProfile};
+use super::{
+    Comparison, FeatureDrift, Thresholds, assess, compare_categorical_profiles, compare_numeric,
+};
+use crate::sketch::FeatureProfile;
 
 /// Name of the cell pooling categories past a profile's exact limit.
 pub const OTHER: &str = "(other)";
-
-fn counts(profile: &CategoricalProfile) -> BTreeMap<String, f64> {
-    let mut counts: BTreeMap<String, f64> = profile
-        .frequencies()
-        .into_iter()
-        .map(|(k, v)| (k, v as f64))
-        .collect();
-    let listed: f64 = counts.values().sum();
-    let other = profile.count().saturating_sub(listed as u64);
-    if other > 0 {
-        *counts.entry(OTHER.to_owned()).or_default() += other as f64;
-    }
-    counts
-}
 
 /// Compares each named feature's current profile with its reference profile and gives the
 /// verdicts (p-values adjusted across the features). A feature whose profiles are of
@@ -42,7 +28,7 @@ pub fn compare_profiles(
                 Comparison::Numeric(compare_numeric(r.sketch(), c.sketch(), std, thresholds))
             }
             (FeatureProfile::Categorical(r), FeatureProfile::Categorical(c)) => {
-                Comparison::Categorical(compare_categorical(&counts(r), &counts(c), thresholds))
+                Comparison::Categorical(compare_categorical_profiles(r, c, thresholds))
             }
             _ => continue,
         };

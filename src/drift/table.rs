@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::csv::CsvReader;
 use super::distribution::{Distribution1d, ExactSample};
-use super::{Comparison, FeatureDrift, Thresholds, assess, compare_categorical, compare_numeric};
+use super::profiles::OTHER;
+use super::{
+    Comparison, FeatureDrift, Thresholds, assess, compare_categorical,
+    compare_categorical_profiles, compare_numeric,
+};
 use crate::metrics::Moments;
 use crate::sketch::{CategoricalProfile, KllSketch};
-
-/// The cell that pools categories past a profile's limit.
-const OTHER: &str = "(other)";
 
 /// Whether a column is compared as numbers or as categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +36,8 @@ pub struct TableOptions {
     pub numeric: Vec<String>,
     /// Columns forced to be categorical.
     pub categorical: Vec<String>,
-    /// Keep every value and compute exact statistics (memory grows with the file).
+    /// Keep every value and compute exact statistics: numbers are all kept and categories
+    /// counted exactly, however many distinct values there are (memory grows with the file).
     pub exact: bool,
     /// Sketch accuracy parameter (default: the sketch's default).
     pub k: Option<u16>,
@@ -65,6 +67,7 @@ pub struct ColumnProfile {
     exact: Option<Vec<f64>>,
     moments: Moments,
     categories: CategoricalProfile,
+    exact_categories: Option<std::collections::HashMap<String, u64>>,
 }
 
 impl ColumnProfile {
@@ -82,6 +85,7 @@ impl ColumnProfile {
             exact: options.exact.then(Vec::new),
             moments: Moments::default(),
             categories: CategoricalProfile::default(),
+            exact_categories: options.exact.then(Default::default),
         })
     }
 
@@ -110,7 +114,15 @@ impl ColumnProfile {
             }
         }
         if self.forced != Some(ColumnKind::Numeric) {
-            self.categories.update(value);
+            match &mut self.exact_categories {
+                Some(counts) => match counts.get_mut(value) {
+                    Some(count) => *count += 1,
+                    None => {
+                        counts.insert(value.to_owned(), 1);
+                    }
+                },
+                None => self.categories.update(value),
+            }
         }
         Ok(())
     }
@@ -297,28 +309,22 @@ pub fn compare(
                 }
             }
             ColumnKind::Categorical => {
-                // Categories past the profile's limit are pooled in one "(other)" cell, so no
-                // mass is dropped; the hint below says so.
-                let counts = |p: &ColumnProfile| -> BTreeMap<String, f64> {
-                    let mut counts: BTreeMap<String, f64> = p
-                        .categories
-                        .frequencies()
-                        .into_iter()
-                        .map(|(k, v)| (k, v as f64))
-                        .collect();
-                    let other = p
-                        .categories
-                        .count()
-                        .saturating_sub(counts.values().sum::<f64>() as u64);
-                    if other > 0 {
-                        *counts.entry(OTHER.to_owned()).or_default() += other as f64;
-                    }
+                let exact = |counts: &std::collections::HashMap<String, u64>| {
                     counts
+                        .iter()
+                        .map(|(k, &v)| (k.clone(), v as f64))
+                        .collect::<BTreeMap<String, f64>>()
                 };
-                if !(r.categories.is_exact() && c.categories.is_exact()) {
+                let comparison = match (&r.exact_categories, &c.exact_categories) {
+                    (Some(a), Some(b)) => compare_categorical(&exact(a), &exact(b), thresholds),
+                    // Past the summary's limit the counts are estimates and the rarer values
+                    // are pooled in one "(other)" cell; the hint below says so.
+                    _ => compare_categorical_profiles(&r.categories, &c.categories, thresholds),
+                };
+                if comparison.approximate {
                     pooled.push(r.name.clone());
                 }
-                Comparison::Categorical(compare_categorical(&counts(r), &counts(c), thresholds))
+                Comparison::Categorical(comparison)
             }
         };
         kinds.push(kind);
@@ -330,7 +336,7 @@ pub fn compare(
         .map(|(mut drift, kind)| {
             if pooled.contains(&drift.feature) && drift.hint.is_none() {
                 drift.hint = Some(format!(
-                    "more than {} distinct values: the rarer ones are pooled as `{OTHER}`, so the test is approximate",
+                    "more than {} distinct values: counts are estimated and the rarer values pooled as `{OTHER}`, so the statistics are approximate (drift is claimed only beyond the estimation error); `--exact` counts them all",
                     crate::sketch::DEFAULT_MAX_DISTINCT
                 ));
             }
