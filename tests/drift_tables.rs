@@ -48,7 +48,7 @@ fn keys(rng: &mut Rng, n: usize, categories: u64, shift: bool) -> Vec<String> {
 }
 
 fn categorical(result: &ColumnDrift) -> &modelgate::drift::CategoricalComparison {
-    match &result.drift.comparison {
+    match &result.drift.as_ref().expect("statistics").comparison {
         Comparison::Categorical(c) => c,
         other => panic!("not categorical: {other:?}"),
     }
@@ -67,7 +67,7 @@ fn many_categories_do_not_drift_by_themselves() {
         let got = run(&ra, &rb, &exact());
         let c = categorical(&got[0]);
         assert!(!c.approximate && c.least_drift.is_none());
-        assert_eq!(got[0].drift.verdict, Verdict::None, "{categories}: {c:?}");
+        assert_eq!(got[0].verdict(), "none", "{categories}: {c:?}");
         let count = |v: &[String]| {
             let mut m: BTreeMap<String, f64> = BTreeMap::new();
             for k in v {
@@ -92,8 +92,14 @@ fn many_categories_do_not_drift_by_themselves() {
         let got = run(&ra, &rb, &TableOptions::default());
         let c = categorical(&got[0]);
         assert!(c.approximate && c.least_drift.is_some(), "{categories}");
-        assert_ne!(got[0].drift.verdict, Verdict::Drift, "{categories}: {c:?}");
-        assert!(got[0].drift.hint.is_some());
+        assert_ne!(got[0].verdict(), "drift", "{categories}: {c:?}");
+        assert!(
+            got[0]
+                .drift
+                .as_ref()
+                .and_then(|d| d.hint.as_ref())
+                .is_some()
+        );
 
         // The same through the sidecar's profiles.
         let (mut pa, mut pb) = (FeatureProfile::categorical(), FeatureProfile::categorical());
@@ -117,8 +123,8 @@ fn a_real_shift_over_many_categories_still_drifts() {
         for options in [exact(), TableOptions::default()] {
             let got = run(&ra, &rb, &options);
             assert_eq!(
-                got[0].drift.verdict,
-                Verdict::Drift,
+                got[0].verdict(),
+                "drift",
                 "{categories}, exact {}: {:?}",
                 options.exact,
                 got[0]
@@ -133,4 +139,80 @@ fn a_real_shift_over_many_categories_still_drifts() {
         );
         assert_eq!(v[0].verdict, Verdict::Drift, "{categories}: {v:?}");
     }
+}
+
+#[test]
+fn a_column_without_values_gets_no_statistics() {
+    // `x` is numeric with no values in the current file, `c` categorical with none in the
+    // reference, `y` has values on both sides.
+    let mut rng = Rng(21);
+    let reference: Vec<String> = (0..200)
+        .map(|i| format!("{},,{}", rng.unit(), i % 7))
+        .collect();
+    let current: Vec<String> = (0..200)
+        .map(|i| {
+            let x = if i % 2 == 0 { "" } else { "NaN" };
+            format!("{x},{},{}", ["a", "b"][i % 2], i % 7)
+        })
+        .collect();
+    let (r, c) = (csv("x,c,y", &reference), csv("x,c,y", &current));
+    for options in [exact(), TableOptions::default()] {
+        let got = run(&r, &c, &options);
+        let names: Vec<&str> = got.iter().map(|d| d.column.as_str()).collect();
+        assert_eq!(names, ["x", "c", "y"]);
+        for (d, side, n, m) in [(&got[0], "current", 200, 0), (&got[1], "reference", 0, 200)] {
+            assert_eq!(d.verdict(), "no_data", "{d:?}");
+            assert!(d.drift.is_none());
+            assert_eq!((d.n_reference, d.n_current), (n, m));
+            let why = d.no_data.as_deref().expect("a reason");
+            assert!(why.contains(&format!("the {side} file")), "{why}");
+        }
+        assert_eq!(got[2].verdict(), "none");
+        assert!(got[2].no_data.is_none());
+        // Only `y` is tested: its adjusted p-value is its own.
+        let y = got[2].drift.as_ref().expect("statistics");
+        assert!(matches!(&y.comparison, Comparison::Numeric(n) if n.p_value == y.adjusted_p_value));
+    }
+    // The CLI prints nulls, never numbers, for such a column.
+    let dir = std::env::temp_dir().join(format!("modelgate-drift-tables-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("r.csv"), &r).expect("write");
+    std::fs::write(dir.join("c.csv"), &c).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["drift", "--json", "--reference"])
+        .arg(dir.join("r.csv"))
+        .arg("--current")
+        .arg(dir.join("c.csv"))
+        .output()
+        .expect("run modelgate drift");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines[..2] {
+        assert_eq!(line["verdict"], "no_data", "{line}");
+        for key in [
+            "ks",
+            "p_value",
+            "psi",
+            "psi_no_drift_quantile",
+            "wasserstein",
+            "adjusted_p_value",
+        ] {
+            assert!(line[key].is_null(), "{key} in {line}");
+        }
+        assert!(
+            line["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("no values"))
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

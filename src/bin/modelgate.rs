@@ -721,7 +721,47 @@ fn drift(
         .map_err(write_err)?;
     }
     for result in &results {
-        let d = &result.drift;
+        let Some(d) = &result.drift else {
+            // A file has no value in this column: no statistics, verdict `no_data`.
+            let hint = result.no_data.as_deref().unwrap_or("no data");
+            if json {
+                let object = serde_json::json!({
+                    "column": result.column,
+                    "kind": result.kind,
+                    "verdict": result.verdict(),
+                    "adjusted_p_value": null,
+                    "hint": hint,
+                    "ks": null,
+                    "ks_error_bound": null,
+                    "p_value": null,
+                    "psi": null,
+                    "psi_no_drift_quantile": null,
+                    "wasserstein": null,
+                    "n_reference": result.n_reference,
+                    "n_current": result.n_current,
+                });
+                writeln!(out, "{object}").map_err(write_err)?;
+            } else {
+                let kind = match result.kind {
+                    table::ColumnKind::Numeric => "numeric",
+                    table::ColumnKind::Categorical => "categorical",
+                };
+                writeln!(
+                    out,
+                    "{:<28} {:<12} {:>16} {:>10} {:>10} {:>9} {:>9}  {}\n    hint: {hint}",
+                    result.column,
+                    kind,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    result.verdict()
+                )
+                .map_err(write_err)?;
+            }
+            continue;
+        };
         if json {
             let mut object = serde_json::json!({
                 "column": result.column,

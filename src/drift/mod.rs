@@ -220,6 +220,9 @@ pub struct FeatureDrift {
 }
 
 /// Compares two numeric distributions. `reference_std` normalises the Wasserstein distance.
+/// When either side holds no values the statistics are NaN (their bounds infinite) and
+/// Wasserstein is `None`: nothing is computed from no data ([`table::compare`] and
+/// [`profiles::compare_profiles`] report such features apart).
 #[must_use]
 pub fn compare_numeric(
     reference: &dyn Distribution1d,
@@ -228,6 +231,21 @@ pub fn compare_numeric(
     thresholds: &Thresholds,
 ) -> NumericComparison {
     let (n, m) = (reference.count(), current.count());
+    if n == 0 || m == 0 {
+        return NumericComparison {
+            n_reference: n,
+            n_current: m,
+            ks: f64::NAN,
+            ks_error_bound: f64::INFINITY,
+            p_value: f64::NAN,
+            p_value_range: (f64::NAN, f64::NAN),
+            ks_critical_value: f64::INFINITY,
+            psi: f64::NAN,
+            psi_no_drift_quantile: f64::INFINITY,
+            wasserstein: None,
+            wasserstein_normalized: None,
+        };
+    }
     let (d, bound) = kolmogorov::ks_statistic(reference, current);
     // Out-of-range settings are clamped: 2 to 100 bins, a positive floor.
     let bins = thresholds.psi_bins.clamp(2, 100);
@@ -270,7 +288,8 @@ pub fn compare_numeric(
     }
 }
 
-/// Compares two categorical count tables (category → count), taken as exact.
+/// Compares two categorical count tables (category → count), taken as exact. When either
+/// side holds no values the statistics are NaN (nothing is computed from no data).
 #[must_use]
 pub fn compare_categorical(
     reference: &BTreeMap<String, f64>,
@@ -278,8 +297,18 @@ pub fn compare_categorical(
     thresholds: &Thresholds,
 ) -> CategoricalComparison {
     let (_, r, c) = categorical::align(reference, current);
-    let s = CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon);
     let (n, m) = (r.iter().sum::<f64>() as u64, c.iter().sum::<f64>() as u64);
+    let s = if n == 0 || m == 0 {
+        CategoricalStatistics {
+            chi_square: f64::NAN,
+            degrees_of_freedom: 0,
+            p_value: f64::NAN,
+            psi: f64::NAN,
+            jensen_shannon: f64::NAN,
+        }
+    } else {
+        CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon)
+    };
     CategoricalComparison {
         n_reference: n,
         n_current: m,

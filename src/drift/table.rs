@@ -143,6 +143,21 @@ impl ColumnProfile {
     pub fn missing(&self) -> u64 {
         self.missing
     }
+
+    /// Values counted for a comparison of this `kind` (missing ones excluded).
+    #[must_use]
+    pub fn values(&self, kind: ColumnKind) -> u64 {
+        match kind {
+            ColumnKind::Numeric => self
+                .exact
+                .as_ref()
+                .map_or(self.sketch.count(), |v| v.len() as u64),
+            ColumnKind::Categorical => self
+                .exact_categories
+                .as_ref()
+                .map_or(self.categories.count(), |m| m.values().sum()),
+        }
+    }
 }
 
 /// The profiles of a table's columns.
@@ -264,12 +279,32 @@ pub struct ColumnDrift {
     pub column: String,
     /// How it was compared.
     pub kind: ColumnKind,
-    /// The statistics and verdict.
+    /// Values in the reference file's column (missing ones excluded).
+    pub n_reference: u64,
+    /// Values in the current file's column.
+    pub n_current: u64,
+    /// The statistics and verdict; `None` when either file has no value in the column
+    /// (every field empty or NaN): no statistic is computed from no data.
     #[serde(flatten)]
-    pub drift: FeatureDrift,
+    pub drift: Option<FeatureDrift>,
+    /// Why there are no statistics (`no values in the current file`, …), else `None`.
+    pub no_data: Option<String>,
 }
 
-/// Compares every column of `reference` with the same column of `current`.
+impl ColumnDrift {
+    /// The verdict's name: [`super::Verdict::as_str`], or `no_data` when a file has no value
+    /// in the column.
+    #[must_use]
+    pub fn verdict(&self) -> &'static str {
+        self.drift
+            .as_ref()
+            .map_or("no_data", |d| d.verdict.as_str())
+    }
+}
+
+/// Compares every column of `reference` with the same column of `current`. A column
+/// without values in either file gets no statistics ([`ColumnDrift::no_data`]) and is left
+/// out of the Benjamini-Hochberg adjustment.
 ///
 /// # Errors
 /// [`TableError`] when a reference column is missing from the current table.
@@ -281,7 +316,11 @@ pub fn compare(
     let mut features = Vec::with_capacity(reference.columns.len());
     let mut kinds = Vec::with_capacity(reference.columns.len());
     let mut pooled: Vec<String> = Vec::new();
+    let mut empty: Vec<ColumnDrift> = Vec::new();
+    let mut order: Vec<&str> = Vec::with_capacity(reference.columns.len());
+    let mut sizes: Vec<(u64, u64)> = Vec::with_capacity(reference.columns.len());
     for r in &reference.columns {
+        order.push(&r.name);
         let c = current
             .columns
             .iter()
@@ -295,6 +334,26 @@ pub fn compare(
             (ColumnKind::Numeric, ColumnKind::Numeric) => ColumnKind::Numeric,
             _ => ColumnKind::Categorical,
         };
+        let (n, m) = (r.values(kind), c.values(kind));
+        if n == 0 || m == 0 {
+            let side = match (n, m) {
+                (0, 0) => "either file",
+                (0, _) => "the reference file",
+                _ => "the current file",
+            };
+            empty.push(ColumnDrift {
+                column: r.name.clone(),
+                kind,
+                n_reference: n,
+                n_current: m,
+                drift: None,
+                no_data: Some(format!(
+                    "no values in {side} (every field empty or NaN): nothing to compare"
+                )),
+            });
+            continue;
+        }
+        sizes.push((n, m));
         let comparison = match kind {
             ColumnKind::Numeric => {
                 let std = r.moments.variance().map(f64::sqrt);
@@ -330,7 +389,7 @@ pub fn compare(
         kinds.push(kind);
         features.push((r.name.clone(), comparison));
     }
-    Ok(assess(features, thresholds)
+    let mut compared: Vec<ColumnDrift> = assess(features, thresholds)
         .into_iter()
         .zip(kinds)
         .map(|(mut drift, kind)| {
@@ -342,12 +401,20 @@ pub fn compare(
             }
             (drift, kind)
         })
-        .map(|(drift, kind)| ColumnDrift {
+        .zip(sizes)
+        .map(|((drift, kind), (n, m))| ColumnDrift {
             column: drift.feature.clone(),
             kind,
-            drift,
+            n_reference: n,
+            n_current: m,
+            drift: Some(drift),
+            no_data: None,
         })
-        .collect())
+        .collect();
+    compared.append(&mut empty);
+    // Back in the reference's column order.
+    compared.sort_by_key(|d| order.iter().position(|name| *name == d.column));
+    Ok(compared)
 }
 
 impl Distribution1d for KllSketch {
