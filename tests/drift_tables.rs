@@ -216,3 +216,22 @@ fn a_column_without_values_gets_no_statistics() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_column_name_twice_is_an_error_naming_it() {
+    let good = "x,y\n1,2\n3,4\n";
+    for (reference, current, file) in [
+        ("x,x\n1,2\n3,4\n", good, "ref.csv"),
+        (good, "y,x,y\n1,2,3\n4,5,6\n", "cur.csv"),
+    ] {
+        let r = profile_reader(reference.as_bytes(), "ref.csv", &exact());
+        let c = profile_reader(current.as_bytes(), "cur.csv", &exact());
+        let err = r.and(c).expect_err("duplicate column");
+        assert_eq!(err.file, file);
+        let name = if file == "ref.csv" { "x" } else { "y" };
+        assert!(
+            err.reason.contains(&format!("`{name}`")) && err.reason.contains("more than once"),
+            "{err}"
+        );
+    }
+}

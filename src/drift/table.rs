@@ -174,8 +174,9 @@ pub struct TableProfile {
 /// Streams a CSV file (header row first) into column profiles.
 ///
 /// # Errors
-/// [`TableError`] for an unreadable or empty file, a ragged row, a selected column missing
-/// from the header, or a non-number in a forced numeric column.
+/// [`TableError`] for an unreadable or empty file, a column name twice in the header, a
+/// ragged row, a selected column missing from the header, or a non-number in a forced
+/// numeric column.
 pub fn profile_file(path: &Path, options: &TableOptions) -> Result<TableProfile, TableError> {
     let file = path.display().to_string();
     let f = std::fs::File::open(path).map_err(|e| TableError {
@@ -212,6 +213,15 @@ pub fn profile_reader<R: BufRead>(
         ));
     }
     let header = fields.clone();
+    // Columns are matched by name between the files: a name twice would compare the wrong ones.
+    for (i, name) in header.iter().enumerate() {
+        if header[..i].contains(name) {
+            return Err(err(
+                Some(1),
+                format!("column `{name}` appears more than once in the header"),
+            ));
+        }
+    }
     let wanted: Vec<usize> = match &options.columns {
         None => (0..header.len()).collect(),
         Some(columns) => columns
