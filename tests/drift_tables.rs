@@ -235,3 +235,31 @@ fn a_column_name_twice_is_an_error_naming_it() {
         );
     }
 }
+
+#[test]
+fn wasserstein_with_infinite_values_is_infinite() {
+    // SciPy: wasserstein_distance([0, 1, inf], [0, 1, 2]) = inf (not 0, as the finite part
+    // alone would give).
+    let cases = [("0\n1\ninf\n", "0\n1\n2\n"), ("0\n1\n2\n", "-inf\n1\n2\n")];
+    for (reference, current) in cases {
+        let (r, c) = (format!("x\n{reference}"), format!("x\n{current}"));
+        for options in [exact(), TableOptions::default()] {
+            let got = run(&r, &c, &options);
+            let d = got[0].drift.as_ref().expect("statistics");
+            let Comparison::Numeric(n) = &d.comparison else {
+                panic!("not numeric: {d:?}");
+            };
+            assert!(n.wasserstein.is_some_and(|w| w == f64::INFINITY), "{n:?}");
+            assert!(
+                d.hint.as_deref().is_some_and(|h| h.contains("infinite")),
+                "{d:?}"
+            );
+        }
+    }
+    // Finite values only: finite, as before.
+    let got = run("x\n0\n1\n2\n", "x\n0\n1\n3\n", &exact());
+    let Comparison::Numeric(n) = &got[0].drift.as_ref().expect("statistics").comparison else {
+        panic!("not numeric");
+    };
+    assert!((n.wasserstein.expect("finite") - 1.0 / 3.0).abs() < 1e-12);
+}

@@ -15,6 +15,14 @@ pub trait Distribution1d {
     /// The bound on `|cdf(x) - true cdf(x)|` over all `x` (0 for exact data).
     fn rank_error(&self) -> f64;
 
+    /// Whether any value is infinite. The default looks at the ends of the support;
+    /// sketches that may have dropped an extreme value answer from their exact min and max.
+    fn has_infinite(&self) -> bool {
+        let support = self.support();
+        support.first().is_some_and(|x| x.is_infinite())
+            || support.last().is_some_and(|x| x.is_infinite())
+    }
+
     /// The CDF as steps: `(value, cdf(value))` at each distinct value where it jumps,
     /// ascending. The default asks [`Distribution1d::cdf`] at every support point;
     /// implementations that hold a sorted view give it in one pass.
@@ -98,6 +106,11 @@ impl Distribution1d for ExactSample {
 
     fn rank_error(&self) -> f64 {
         0.0
+    }
+
+    fn has_infinite(&self) -> bool {
+        self.sorted.first().is_some_and(|x| x.is_infinite())
+            || self.sorted.last().is_some_and(|x| x.is_infinite())
     }
 
     fn steps(&self) -> Vec<(f64, f64)> {

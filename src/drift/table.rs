@@ -403,6 +403,15 @@ pub fn compare(
         .into_iter()
         .zip(kinds)
         .map(|(mut drift, kind)| {
+            if let Comparison::Numeric(n) = &drift.comparison
+                && n.wasserstein.is_some_and(f64::is_infinite)
+                && drift.hint.is_none()
+            {
+                drift.hint = Some(
+                    "a file holds infinite values: the Wasserstein distance is infinite (null in JSON)"
+                        .to_owned(),
+                );
+            }
             if pooled.contains(&drift.feature) && drift.hint.is_none() {
                 drift.hint = Some(format!(
                     "more than {} distinct values: counts are estimated and the rarer values pooled as `{OTHER}`, so the statistics are approximate (drift is claimed only beyond the estimation error); `--exact` counts them all",
@@ -442,6 +451,9 @@ impl Distribution1d for KllSketch {
         values.sort_by(f64::total_cmp);
         values.dedup();
         values
+    }
+    fn has_infinite(&self) -> bool {
+        self.min().is_some_and(f64::is_infinite) || self.max().is_some_and(f64::is_infinite)
     }
     fn rank_error(&self) -> f64 {
         if self.is_exact() {
