@@ -263,3 +263,19 @@ fn wasserstein_with_infinite_values_is_infinite() {
     };
     assert!((n.wasserstein.expect("finite") - 1.0 / 3.0).abs() < 1e-12);
 }
+
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    // Spreadsheet programs start CSV files with a UTF-8 BOM: the first column is still `x`.
+    let with_bom = "\u{feff}x,y\n1,a\n2,b\n";
+    let plain = "x,y\n1,a\n2,b\n";
+    let options = TableOptions {
+        columns: Some(vec!["x".into()]),
+        ..exact()
+    };
+    let got = run(with_bom, plain, &options);
+    assert_eq!(got[0].column, "x");
+    assert_eq!(got[0].verdict(), "none");
+    let got = run(plain, with_bom, &TableOptions::default());
+    assert_eq!(got.len(), 2);
+}

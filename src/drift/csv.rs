@@ -43,6 +43,8 @@ impl<R: BufRead> CsvReader<R> {
 
     /// Reads the next record into `fields` (cleared first). `Ok(false)` at the end of input.
     ///
+    /// A UTF-8 byte order mark at the start of the input is skipped.
+    ///
     /// # Errors
     /// Unreadable input, invalid UTF-8, an unterminated quote or a record over
     /// [`MAX_RECORD_BYTES`].
@@ -91,6 +93,10 @@ impl<R: BufRead> CsvReader<R> {
         }
         while matches!(self.raw.last(), Some(b'\n' | b'\r')) {
             self.raw.pop();
+        }
+        // A UTF-8 byte order mark (as spreadsheet programs write) is not part of the data.
+        if start_line == 1 && self.raw.starts_with(b"\xEF\xBB\xBF") {
+            self.raw.drain(..3);
         }
         let text = std::str::from_utf8(&self.raw).map_err(|_| CsvError {
             line: start_line,
@@ -176,6 +182,9 @@ mod tests {
             ]
         );
         assert!(records("").expect("empty").is_empty());
+        // A byte order mark is skipped, also before a quoted first field.
+        let got = records("\u{feff}\"a\",b\n\u{feff}1,2\n").expect("BOM");
+        assert_eq!(got, vec![vec!["a", "b"], vec!["\u{feff}1", "2"]]);
         let err = records("a,b\n\"open,2\n").expect_err("unterminated");
         assert_eq!(err.line, 2);
         assert!(records("a\"b,c\n").is_err());
