@@ -279,3 +279,36 @@ fn a_byte_order_mark_is_skipped() {
     let got = run(plain, with_bom, &TableOptions::default());
     assert_eq!(got.len(), 2);
 }
+
+#[test]
+fn forced_columns_must_exist_and_not_conflict() {
+    let text = "x,y\n1,a\n2,b\n";
+    let read = |options: TableOptions| {
+        profile_reader(text.as_bytes(), "ref.csv", &options).expect_err("bad options")
+    };
+    let err = read(TableOptions {
+        numeric: vec!["z".into()],
+        ..TableOptions::default()
+    });
+    assert!(
+        err.reason.contains("`z`") && err.reason.contains("not in the header"),
+        "{err}"
+    );
+    let err = read(TableOptions {
+        categorical: vec!["w".into()],
+        ..TableOptions::default()
+    });
+    assert!(
+        err.reason.contains("`w`") && err.reason.contains("not in the header"),
+        "{err}"
+    );
+    let err = read(TableOptions {
+        numeric: vec!["x".into()],
+        categorical: vec!["x".into()],
+        ..TableOptions::default()
+    });
+    assert!(
+        err.reason.contains("`x`") && err.reason.contains("both"),
+        "{err}"
+    );
+}

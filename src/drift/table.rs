@@ -175,8 +175,9 @@ pub struct TableProfile {
 ///
 /// # Errors
 /// [`TableError`] for an unreadable or empty file, a column name twice in the header, a
-/// ragged row, a selected column missing from the header, or a non-number in a forced
-/// numeric column.
+/// ragged row, a selected or forced column missing from the header, a column forced both
+/// numeric and categorical, or a non-number in a forced numeric column. A UTF-8 byte order
+/// mark at the start of the file is skipped.
 pub fn profile_file(path: &Path, options: &TableOptions) -> Result<TableProfile, TableError> {
     let file = path.display().to_string();
     let f = std::fs::File::open(path).map_err(|e| TableError {
@@ -219,6 +220,25 @@ pub fn profile_reader<R: BufRead>(
             return Err(err(
                 Some(1),
                 format!("column `{name}` appears more than once in the header"),
+            ));
+        }
+    }
+    for name in &options.numeric {
+        if options.categorical.contains(name) {
+            return Err(err(
+                None,
+                format!("column `{name}` is forced both numeric and categorical"),
+            ));
+        }
+    }
+    for (names, kind) in [
+        (&options.numeric, "numeric"),
+        (&options.categorical, "categorical"),
+    ] {
+        if let Some(name) = names.iter().find(|n| !header.contains(n)) {
+            return Err(err(
+                Some(1),
+                format!("column `{name}` (forced {kind}) is not in the header"),
             ));
         }
     }
