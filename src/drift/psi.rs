@@ -140,7 +140,7 @@ pub fn psi_no_drift_quantile_of_shares(
         ),
     };
     // (The relative slack keeps an exact 10, as 100 · 0.1, from failing on rounding.)
-    if cells.len() < 2 || !(nf.min(mf) * smallest >= minimum * (1.0 - 1e-9)) {
+    if cells.len() < 2 || nf.min(mf) * smallest < minimum * (1.0 - 1e-9) {
         return f64::INFINITY;
     }
     let correction: f64 = cells
