@@ -166,3 +166,59 @@ fn bad_input_exits_2_with_a_message() {
         assert!(stderr.contains(message), "{name}: {stderr}");
     }
 }
+
+/// A metric whose values are negative (a log-likelihood, a profit that is a loss): the
+/// relative lift keeps the direction of the difference, so a worse candidate is never the
+/// winner and a better one is not blocked.
+#[test]
+fn negative_control_mean_keeps_the_direction() {
+    let worse = write(
+        "neg-worse.csv",
+        "variant,n,mean,variance\ncontrol,10000,-10,4\ncandidate,10000,-12,4\n",
+    );
+    let v = json(&["--input", worse.to_str().unwrap(), "--json"]);
+    let c = &v["comparisons"][0];
+    assert!(
+        (c["absolute_lift"].as_f64().unwrap() + 2.0).abs() < 1e-9,
+        "{c}"
+    );
+    assert!((c["lift"].as_f64().unwrap() + 0.2).abs() < 1e-9, "{c}");
+    assert!(c["lift_ci"][1].as_f64().unwrap() < 0.0, "{c}");
+    assert!(c["sequential_lift_ci"][1].as_f64().unwrap() < 0.0, "{c}");
+    assert_ne!(c["decision"], "winner", "{c}");
+    let better = write(
+        "neg-better.csv",
+        "variant,n,mean,variance\ncontrol,10000,-10,4\ncandidate,10000,-8,4\n",
+    );
+    let v = json(&["--input", better.to_str().unwrap(), "--json"]);
+    let c = &v["comparisons"][0];
+    assert!((c["lift"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{c}");
+    assert!(c["sequential_lift_ci"][0].as_f64().unwrap() > 0.0, "{c}");
+    assert_eq!(c["decision"], "winner", "{c}");
+    // The same from observations: control around -10, candidate around -12 (or -8).
+    for (shift, expected) in [(-2.0, "worse"), (2.0, "better")] {
+        let mut text = String::from("variant,value\n");
+        for i in 0..2000 {
+            let noise = f64::from(i % 9) - 4.0;
+            text.push_str(&format!(
+                "control,{}\ncandidate,{}\n",
+                -10.0 + noise,
+                -10.0 + shift + noise
+            ));
+        }
+        let path = write(&format!("neg-observations-{expected}.csv"), &text);
+        let v = json(&["--input", path.to_str().unwrap(), "--json"]);
+        let c = &v["comparisons"][0];
+        let lift = c["lift"].as_f64().unwrap();
+        let absolute = c["absolute_lift"].as_f64().unwrap();
+        let control_mean = v["variants"][0]["mean"].as_f64().unwrap();
+        assert!((lift - absolute / control_mean.abs()).abs() < 1e-12, "{c}");
+        assert!((lift - shift / 10.0).abs() < 1e-3, "{expected}: {c}");
+        if expected == "worse" {
+            assert_ne!(c["decision"], "winner", "{c}");
+            assert!(c["sequential_lift_ci"][1].as_f64().unwrap() < 0.0, "{c}");
+        } else {
+            assert_eq!(c["decision"], "winner", "{c}");
+        }
+    }
+}

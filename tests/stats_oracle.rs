@@ -1,7 +1,8 @@
 //! Fixed-horizon A/B statistics against statsmodels and SciPy (`tests/oracle/stats_oracle.py`):
 //! `proportions_ztest`, `confint_proportions_2indep(method="wald")`,
 //! `ttest_ind_from_stats(equal_var=False)` with a Welch interval and delta-method relative
-//! intervals computed in NumPy, and `chisquare`. Cases are generated here (seeded): several
+//! intervals computed in NumPy (of `(b − a) / |a|`, also for negative means), and
+//! `chisquare`. Cases are generated here (seeded): several
 //! sizes (2 to 10^9), rates, means and variances, unequal n. p-values and interval ends must
 //! agree within 1e-6 (absolute).
 
@@ -109,7 +110,10 @@ fn fixed_horizon_statistics_match_statsmodels_and_scipy() {
     for _ in 0..300 {
         let (na, nb) = (sizes(&mut rng), sizes(&mut rng));
         let scale = [1e-3, 1.0, 50.0, 1e4][rng.below(4) as usize];
-        let ma = scale * (0.5 + rng.unit());
+        // A third of the metrics are negative (a loss, a log-likelihood): the relative lift
+        // is (mb − ma) / |ma|.
+        let sign = if rng.below(3) == 0 { -1.0 } else { 1.0 };
+        let ma = sign * scale * (0.5 + rng.unit());
         let mb = ma * (0.95 + 0.1 * rng.unit());
         let va = (scale * (0.1 + 2.0 * rng.unit())).powi(2);
         let vb = va * (0.25 + 4.0 * rng.unit());

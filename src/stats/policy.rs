@@ -13,7 +13,10 @@
 //!    [`Decision::Continue`] (never an error: a ramp with no traffic holds).
 //! 4. The always-valid lower bound of the relative lift above the margin (upper bound below
 //!    −margin when lower is better) → [`Decision::Winner`]; one-sided, at level α divided by
-//!    the number of candidates (Bonferroni).
+//!    the number of candidates (Bonferroni). The relative lift is
+//!    `(candidate − control) / |control|`, so it points the same way as the difference
+//!    whatever the sign of the control mean (a candidate at −12 against a control at −10
+//!    is 20% lower, never 20% higher).
 //! 5. Otherwise [`Decision::Continue`], or [`Decision::Inconclusive`] once `max_duration`
 //!    has passed.
 //!
@@ -247,7 +250,9 @@ pub struct Evidence {
     pub mean_control: f64,
     /// Candidate mean.
     pub mean_candidate: f64,
-    /// Relative lift `candidate / control − 1`.
+    /// Relative lift `(candidate − control) / |control|` (`candidate / control − 1` when
+    /// the control mean is positive; with a negative control mean it keeps the sign of the
+    /// difference, so a lower candidate has a negative lift).
     pub lift: Option<f64>,
     /// Fixed-horizon (1 − α) delta-method interval of the relative lift.
     pub lift_ci: Option<Interval>,
@@ -552,7 +557,7 @@ impl Policy {
                 None => look,
             });
         }
-        let relative = (a.mean() != 0.0).then(|| b.mean() / a.mean() - 1.0);
+        let relative = (a.mean() != 0.0).then(|| fixed::relative_lift(a.mean(), b.mean()));
         Evidence {
             metric: metric.to_owned(),
             variant: candidate.name.clone(),
@@ -968,6 +973,93 @@ mod tests {
             assert!(p <= last);
             last = p;
         }
+    }
+
+    fn continuous(control: f64, candidate: f64) -> Experiment {
+        Experiment {
+            variants: vec![
+                Variant::new(
+                    "control",
+                    1.0,
+                    Sample::continuous(10_000, control, 4.0).unwrap(),
+                ),
+                Variant::new(
+                    "candidate",
+                    1.0,
+                    Sample::continuous(10_000, candidate, 4.0).unwrap(),
+                ),
+            ],
+            control: 0,
+            elapsed: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_negative_control_mean_keeps_the_direction() {
+        let higher = Policy {
+            metric: MetricKind::Continuous,
+            ..Policy::default()
+        };
+        let lower = Policy {
+            direction: Direction::LowerIsBetter,
+            ..higher.clone()
+        };
+        // -12 is worse than -10 when higher is better, better when lower is better.
+        let e = higher.evaluate(&continuous(-10.0, -12.0)).unwrap();
+        let evidence = &e.comparisons[0].primary;
+        assert!((evidence.lift.unwrap() + 0.2).abs() < 1e-12, "{evidence:?}");
+        assert!(
+            evidence.sequential_lift.unwrap().upper < 0.0,
+            "{evidence:?}"
+        );
+        assert!(evidence.lift_ci.unwrap().upper < 0.0, "{evidence:?}");
+        assert_ne!(e.decision.as_str(), "winner");
+        assert_eq!(
+            lower
+                .evaluate(&continuous(-10.0, -12.0))
+                .unwrap()
+                .decision
+                .as_str(),
+            "winner"
+        );
+        let e = higher.evaluate(&continuous(-10.0, -8.0)).unwrap();
+        assert!((e.comparisons[0].primary.lift.unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!(e.decision.as_str(), "winner");
+        assert_ne!(
+            lower
+                .evaluate(&continuous(-10.0, -8.0))
+                .unwrap()
+                .decision
+                .as_str(),
+            "winner"
+        );
+        // With a margin: -9.5 is 5% better than -10, not 10% better.
+        let margin = |m: f64| Policy {
+            margin: m,
+            ..higher.clone()
+        };
+        let e = margin(0.02).evaluate(&continuous(-10.0, -9.5)).unwrap();
+        assert_eq!(e.decision.as_str(), "winner");
+        let e = margin(0.1).evaluate(&continuous(-10.0, -9.5)).unwrap();
+        assert_ne!(e.decision.as_str(), "winner");
+        // A guardrail on a negative, higher-is-better metric: -12 against -10 is a 20%
+        // regression, beyond a 10% tolerance.
+        let guarded = Policy {
+            guardrails: vec![Guardrail::mean("profit", Direction::HigherIsBetter, 0.1)],
+            ..Policy::default()
+        };
+        let mut e = experiment((20_000, 2_000), (20_000, 2_000));
+        e.variants[0].guardrails.push((
+            "profit".into(),
+            Sample::continuous(10_000, -10.0, 4.0).unwrap(),
+        ));
+        e.variants[1].guardrails.push((
+            "profit".into(),
+            Sample::continuous(10_000, -12.0, 4.0).unwrap(),
+        ));
+        assert_eq!(guarded.evaluate(&e).unwrap().decision.as_str(), "stop_harm");
+        e.variants[1].guardrails[0].1 = Sample::continuous(10_000, -8.0, 4.0).unwrap();
+        assert_ne!(guarded.evaluate(&e).unwrap().decision.as_str(), "stop_harm");
     }
 
     #[test]

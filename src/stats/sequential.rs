@@ -32,13 +32,15 @@
 //! `mixing_variance` fixes τ² in absolute units. Too small a τ² wastes power on large
 //! effects, too large a τ² on small ones; the cost is only power, never validity.
 //!
-//! **The relative lift.** `(mean(B) − mean(A)) / mean(A)` is bounded from the confidence
-//! sequence of the difference at level α/2 and a confidence sequence of the control mean
-//! alone at level α/2 (the one-sample mSPRT, same τ²): on the event that both cover (at
-//! least 1 − α by the union bound, at all looks at once), the relative lift lies between the
-//! smallest and largest of the four ratios of their end points, provided the control mean's
-//! sequence excludes 0 (otherwise the bound is infinite). This is conservative: it never
-//! uses the (positive) correlation between the two.
+//! **The relative lift.** `(mean(B) − mean(A)) / |mean(A)|` (which keeps the sign of the
+//! difference when the control mean is negative) is bounded from the confidence sequence of
+//! the difference at level α/2 and a confidence sequence of the control mean alone at level
+//! α/2 (the one-sample mSPRT, same τ²): on the event that both cover (at least 1 − α by the
+//! union bound, at all looks at once), `|mean(A)|` lies in the image of the control's
+//! sequence under `|·|`, and the relative lift lies between the smallest and largest of the
+//! four ratios of their end points, provided the control mean's sequence excludes 0
+//! (otherwise the bound is infinite). This is conservative: it never uses the (positive)
+//! correlation between the two.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,7 @@ pub struct SequentialResult {
     pub p_value: f64,
     /// Confidence sequence (level 1 − α) of `mean(B) − mean(A)`.
     pub difference: Interval,
-    /// Always-valid bounds (level 1 − α) of `mean(B) / mean(A) − 1`.
+    /// Always-valid bounds (level 1 − α) of `(mean(B) − mean(A)) / |mean(A)|`.
     pub relative: Interval,
     /// The mixing variance used.
     pub tau2: f64,
@@ -134,16 +136,27 @@ pub fn mean_sequence(sample: &Sample, tau2: f64, alpha: f64) -> Result<Interval,
     Ok(Interval::around(sample.mean(), half_width(v, tau2, alpha)))
 }
 
-/// Bounds of `d / m` for `d` in `difference` and `m` in `control` (see the module docs).
+/// Bounds of `d / |m|` for `d` in `difference` and `m` in `control` (see the module docs):
+/// the relative lift keeps the sign of the difference whatever the sign of the control
+/// mean. Unbounded when `control` contains 0 or is not finite.
 pub fn ratio_bounds(difference: &Interval, control: &Interval) -> Interval {
-    if !(control.lower > 0.0 || control.upper < 0.0) || !control.lower.is_finite() {
+    if !(control.lower > 0.0 || control.upper < 0.0)
+        || !control.lower.is_finite()
+        || !control.upper.is_finite()
+    {
         return Interval::UNBOUNDED;
     }
+    // The range of |m| over the control's interval, which lies on one side of 0.
+    let (near, far) = if control.lower > 0.0 {
+        (control.lower, control.upper)
+    } else {
+        (-control.upper, -control.lower)
+    };
     let corners = [
-        difference.lower / control.lower,
-        difference.lower / control.upper,
-        difference.upper / control.lower,
-        difference.upper / control.upper,
+        difference.lower / near,
+        difference.lower / far,
+        difference.upper / near,
+        difference.upper / far,
     ];
     Interval {
         lower: corners.iter().copied().fold(f64::INFINITY, f64::min),
@@ -209,5 +222,43 @@ impl Running {
             relative: self.relative,
             tau2: look.tau2,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_bounds_keep_the_sign_of_the_difference() {
+        let worse = Interval {
+            lower: -2.5,
+            upper: -1.5,
+        };
+        let better = Interval {
+            lower: 1.5,
+            upper: 2.5,
+        };
+        let negative = Interval {
+            lower: -11.0,
+            upper: -9.0,
+        };
+        let positive = Interval {
+            lower: 9.0,
+            upper: 11.0,
+        };
+        for control in [negative, positive] {
+            let r = ratio_bounds(&worse, &control);
+            assert!((r.lower + 2.5 / 9.0).abs() < 1e-15, "{r:?}");
+            assert!((r.upper + 1.5 / 11.0).abs() < 1e-15, "{r:?}");
+            let r = ratio_bounds(&better, &control);
+            assert!((r.lower - 1.5 / 11.0).abs() < 1e-15, "{r:?}");
+            assert!((r.upper - 2.5 / 9.0).abs() < 1e-15, "{r:?}");
+        }
+        let straddles = Interval {
+            lower: -1.0,
+            upper: 1.0,
+        };
+        assert_eq!(ratio_bounds(&better, &straddles), Interval::UNBOUNDED);
     }
 }

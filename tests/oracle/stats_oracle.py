@@ -15,8 +15,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 
 
 def delta_relative(ma, va, mb, vb, alpha):
-    """Delta-method interval of mb/ma - 1, va and vb the squared standard errors."""
-    r = mb / ma - 1.0
+    """Delta-method interval of (mb - ma) / |ma| (mb/ma - 1 when ma > 0), va and vb the
+    squared standard errors; the delta-method variance is the same for either sign of ma."""
+    r = (mb - ma) / abs(ma)
     se = np.sqrt(vb / ma**2 + mb**2 * va / ma**4)
     z = stats.norm.ppf(1 - alpha / 2)
     return r, [r - z * se, r + z * se]
