@@ -4,8 +4,12 @@
 //! Conventions: the effect is `candidate − control`; the relative lift is
 //! `(candidate − control) / |control|`, which is `candidate / control − 1` for a positive
 //! control mean and keeps the sign of the difference when the control mean is negative
-//! (−12 against −10 is a lift of −0.2: 20% lower). Accuracy is that of `statrs`' normal and Student-t
-//! distributions (better than 1e-9 on p-values in the ranges tested against SciPy).
+//! (−12 against −10 is a lift of −0.2: 20% lower).
+//!
+//! Accuracy: the normal tail is `statrs`' (complementary error function). The Student-t
+//! tail is `statrs`' regularized incomplete beta below [`LARGE_DF`] degrees of freedom and
+//! Hill's normal transform above (see [`t_sf`]); `tests/stats_oracle.rs` checks Welch
+//! p-values against SciPy within 1e-9 relative error for 10 to 10^10 degrees of freedom.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Continuous, ContinuousCDF, Normal, StudentsT};
@@ -44,6 +48,47 @@ pub struct Lift {
 /// docs); infinite or NaN when `control` is 0, which callers rule out.
 pub(crate) fn relative_lift(control: f64, candidate: f64) -> f64 {
     (candidate - control) / control.abs()
+}
+
+/// Degrees of freedom from which [`t_sf`] uses Hill's large-df transform instead of
+/// `statrs`' incomplete beta (which loses about `df · 1e-15` absolute accuracy: 2e-6 at
+/// 2·10^9 degrees of freedom).
+pub const LARGE_DF: f64 = 1e4;
+
+/// The survival function `P(T > x)` of Student's t with `df` degrees of freedom (`df > 0`;
+/// NaN otherwise).
+///
+/// Below [`LARGE_DF`] it is `statrs`' (the regularized incomplete beta). From [`LARGE_DF`]
+/// on, Hill's transform (G. W. Hill, "Algorithm 395: Student's t-distribution", CACM 13,
+/// 1970) maps `x` to a normal deviate, `y = a · ln(1 + x²/df)` with `a = df − ½` and
+/// `z = √y · (1 + (y + 3 + (−0.4y³ − 3.3y² − 24y − 85.5) / (0.8y² + 100 + b)) / b)` with
+/// `b = 48a²`, and returns `P(Z > z)`; `ln(1 + ·)` is computed with `ln_1p`, so nothing
+/// cancels however large `df` is. Against SciPy (`scipy.special.stdtr`) the relative error
+/// of this transform is below 1e-13 for df ≥ 10^4 and `|x|` up to 40 (p down to 1e-300),
+/// and below 1e-14 for `|x| ≤ 8`.
+#[must_use]
+pub fn t_sf(x: f64, df: f64) -> f64 {
+    if !(df > 0.0) || x.is_nan() {
+        return f64::NAN;
+    }
+    if x < 0.0 {
+        return 1.0 - t_sf(-x, df);
+    }
+    if df >= LARGE_DF {
+        let a = df - 0.5;
+        let b = 48.0 * a * a;
+        let y = a * (x * x / df).ln_1p();
+        let z =
+            (((((-0.4 * y - 3.3) * y - 24.0) * y - 85.5) / (0.8 * y * y + 100.0 + b) + y + 3.0)
+                / b
+                + 1.0)
+                * y.sqrt();
+        return Normal::standard().sf(z);
+    }
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => t.sf(x),
+        Err(_) => f64::NAN,
+    }
 }
 
 /// Two-sided p-value of a standard normal statistic.
@@ -180,14 +225,10 @@ pub fn welch_t_test(control: &Sample, candidate: &Sample) -> Result<TestResult, 
     ))?;
     let se = (control.variance_of_mean() + candidate.variance_of_mean()).sqrt();
     let statistic = (candidate.mean() - control.mean()) / se;
-    // Beyond 10^10 degrees of freedom the t and normal tails differ by less than 1e-11.
-    let p_value = if df > 1e10 {
-        normal_two_sided(statistic)
-    } else {
-        let t = StudentsT::new(0.0, 1.0, df)
-            .map_err(|_| StatsError::Degenerate("invalid degrees of freedom"))?;
-        (2.0 * t.sf(statistic.abs())).min(1.0)
-    };
+    let p_value = (2.0 * t_sf(statistic.abs(), df)).min(1.0);
+    if p_value.is_nan() {
+        return Err(StatsError::Degenerate("invalid degrees of freedom"));
+    }
     Ok(TestResult {
         statistic,
         p_value,
