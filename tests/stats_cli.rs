@@ -222,3 +222,17 @@ fn negative_control_mean_keeps_the_direction() {
         }
     }
 }
+
+/// Counts whose sum does not fit in 64 bits: the z-test is computed, not wrapped around
+/// (statsmodels' proportions_ztest gives p = 0.456 on this file).
+#[test]
+fn huge_counts_do_not_overflow() {
+    let path = write(
+        "huge.csv",
+        "variant,n,successes\ncontrol,10000000000000000000,1000000000000000000\n\
+         candidate,10000000000000000000,1000000001000000000\n",
+    );
+    let v = json(&["--input", path.to_str().unwrap(), "--json"]);
+    let p = v["comparisons"][0]["p_value"].as_f64().unwrap();
+    assert!((p - 0.456).abs() < 1e-3, "{v}");
+}

@@ -224,3 +224,46 @@ fn welch_p_values_match_scipy_at_any_degrees_of_freedom() {
     }
     println!("welch p-values, df 10 to 1e10: max relative error {worst:.3e}");
 }
+
+/// Counts whose sums exceed `u64::MAX` (the pooled rate adds the two arms): the z-test
+/// still matches statsmodels (computed in floats), within 1e-6 absolute on the p-value.
+#[test]
+fn z_test_with_counts_near_the_u64_limit() {
+    let mut oracle = Oracle::start("stats_oracle.py");
+    let cases: [(u64, u64, u64, u64); 4] = [
+        (
+            10_000_000_000_000_000_000,
+            1_000_000_000_000_000_000,
+            10_000_000_000_000_000_000,
+            1_000_000_001_000_000_000,
+        ),
+        (
+            u64::MAX,
+            u64::MAX / 2,
+            u64::MAX,
+            u64::MAX / 2 + 3_000_000_000,
+        ),
+        (u64::MAX, 3_000_000_000_000_000_000, 1_000_000, 162_000),
+        (
+            12_000_000_000_000_000_000,
+            10_000_000_000_000_000_000,
+            12_000_000_000_000_000_000,
+            9_999_999_990_000_000_000,
+        ),
+    ];
+    for (na, sa, nb, sb) in cases {
+        let case = json!({"kind": "binary", "a": [na, sa], "b": [nb, sb], "alpha": 0.05});
+        let want = oracle.ask(&case);
+        let got = fixed::two_proportion_z_test(
+            &Sample::binary(na, sa).unwrap(),
+            &Sample::binary(nb, sb).unwrap(),
+        )
+        .unwrap();
+        let p = num(&want["p_value"]);
+        assert!(
+            (got.p_value - p).abs() <= TOLERANCE,
+            "ours {}, statsmodels {p} on {case}",
+            got.p_value
+        );
+    }
+}

@@ -182,7 +182,8 @@ pub fn two_proportion_z_test(
     if na == 0 || nb == 0 {
         return Err(StatsError::Degenerate("a variant has no observations"));
     }
-    let pooled = (sa + sb) as f64 / (na + nb) as f64;
+    // In floats: the two arms' counts may sum beyond u64::MAX.
+    let pooled = (sa as f64 + sb as f64) / (na as f64 + nb as f64);
     let variance = pooled * (1.0 - pooled) * (1.0 / na as f64 + 1.0 / nb as f64);
     let difference = candidate.mean() - control.mean();
     if variance <= 0.0 {

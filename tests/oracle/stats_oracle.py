@@ -33,7 +33,8 @@ def answer(case):
     alpha = case["alpha"]
     if kind == "binary":
         (na, sa), (nb, sb) = case["a"], case["b"]
-        z, p = proportions_ztest([sb, sa], [nb, na])
+        # As floats: counts near 2^64 would wrap in NumPy's uint64 sums.
+        z, p = proportions_ztest(np.array([sb, sa], dtype=float), np.array([nb, na], dtype=float))
         lo, hi = confint_proportions_2indep(sb, nb, sa, na, method="wald", compare="diff", alpha=alpha)
         pa, pb = sa / na, sb / nb
         r, rel = delta_relative(pa, pa * (1 - pa) / na, pb, pb * (1 - pb) / nb, alpha)
