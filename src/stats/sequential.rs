@@ -71,7 +71,8 @@ fn check_tau2(tau2: f64) -> Result<(), StatsError> {
 
 /// Half-width of the mixture confidence sequence for an estimate with variance `v`.
 fn half_width(v: f64, tau2: f64, alpha: f64) -> f64 {
-    (v * (v + tau2) / tau2 * (2.0 * (1.0 / alpha).ln() + ((v + tau2) / v).ln())).sqrt()
+    // ln(1/α) as −ln α: 1/α overflows for a subnormal α.
+    (v * (v + tau2) / tau2 * (-2.0 * alpha.ln() + (tau2 / v).ln_1p())).sqrt()
 }
 
 /// `ln Λ(θ₀)` for an estimate `d` with variance `v`.
@@ -260,5 +261,19 @@ mod tests {
             upper: 1.0,
         };
         assert_eq!(ratio_bounds(&better, &straddles), Interval::UNBOUNDED);
+    }
+
+    #[test]
+    fn tiny_alpha_gives_finite_sequences() {
+        let a = Sample::binary(10_000, 1_000).unwrap();
+        let b = Sample::binary(10_000, 1_100).unwrap();
+        let mut last = 0.0;
+        // Down to a subnormal α, where 1/α overflows.
+        for alpha in [0.05, 1e-16, 1e-300, 1e-310] {
+            let d = difference_sequence(&a, &b, 1e-4, alpha).unwrap();
+            let width = d.upper - d.lower;
+            assert!(width.is_finite() && width > last, "{alpha}: {d:?}");
+            last = width;
+        }
     }
 }

@@ -5,6 +5,7 @@ Cases (effect = candidate b minus control a):
   {"kind": "binary", "a": [n, successes], "b": [n, successes], "alpha": 0.05}
   {"kind": "continuous", "a": [n, mean, variance], "b": [...], "alpha": 0.05}
   {"kind": "srm", "counts": [...], "weights": [...]}
+  {"kind": "quantiles", "alpha": 1e-16, "df": 10}
 """
 import json
 import sys
@@ -31,6 +32,12 @@ def answer(case):
         res = stats.chisquare(counts, counts.sum() * w / w.sum())
         return {"statistic": float(res.statistic), "p_value": float(res.pvalue)}
     alpha = case["alpha"]
+    if kind == "quantiles":
+        # Upper alpha/2 quantiles, from the tail (isf), of the normal and of Student's t.
+        # SciPy fails (-inf) for a few far tails at small df (alpha 1e-300, df 5): null.
+        t = float(stats.t.isf(alpha / 2, case["df"]))
+        return {"z": float(stats.norm.isf(alpha / 2)),
+                "t": t if np.isfinite(t) and t > 0 else None}
     if kind == "binary":
         (na, sa), (nb, sb) = case["a"], case["b"]
         # As floats: counts near 2^64 would wrap in NumPy's uint64 sums.
