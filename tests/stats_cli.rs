@@ -236,3 +236,73 @@ fn huge_counts_do_not_overflow() {
     let p = v["comparisons"][0]["p_value"].as_f64().unwrap();
     assert!((p - 0.456).abs() < 1e-3, "{v}");
 }
+
+/// An arm without observations has no mean, lift or probability: null, with the reason
+/// `no_data`, never a winner or a loser. A continuous arm with one observation cannot
+/// have a sample variance: a clear input error.
+#[test]
+fn empty_arms_give_null_statistics() {
+    let files = [
+        (
+            "empty-continuous-candidate.csv",
+            "variant,n,mean,variance\ncontrol,10000,10,4\ncandidate,0,20,4\n",
+        ),
+        (
+            "empty-continuous-control.csv",
+            "variant,n,mean,variance\ncontrol,0,10,4\ncandidate,10000,20,4\n",
+        ),
+        (
+            "empty-binary-candidate.csv",
+            "variant,n,successes\ncontrol,10000,1000\ncandidate,0,0\n",
+        ),
+        (
+            "empty-binary-control.csv",
+            "variant,n,successes\ncontrol,0,0\ncandidate,10000,1000\n",
+        ),
+    ];
+    for (name, text) in files {
+        let path = write(name, text);
+        let v = json(&["--input", path.to_str().unwrap(), "--json"]);
+        let c = &v["comparisons"][0];
+        for key in [
+            "lift",
+            "lift_ci",
+            "absolute_lift",
+            "absolute_lift_ci",
+            "p_value",
+            "sequential_p_value",
+            "sequential_lift_ci",
+            "probability_better",
+        ] {
+            assert!(c[key].is_null(), "{name}: {key} in {c}");
+        }
+        assert_eq!(c["decision"], "continue", "{name}: {c}");
+        assert_eq!(c["reason"], "no_data", "{name}: {c}");
+        let empty = v["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|variant| variant["n"] == 0)
+            .unwrap();
+        assert!(
+            empty["mean"].is_null() && empty["ci"].is_null(),
+            "{name}: {v}"
+        );
+        // The table says so too.
+        let out = run(&["--input", path.to_str().unwrap()]);
+        assert!(out.status.success());
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert!(table.contains("no_data"), "{name}: {table}");
+    }
+    let path = write(
+        "one-value.csv",
+        "variant,n,mean,variance\ncontrol,10000,10,4\ncandidate,1,20,400\n",
+    );
+    let out = run(&["--input", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("at least two observations"),
+        "{stderr}"
+    );
+}

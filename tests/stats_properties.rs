@@ -70,6 +70,15 @@ proptest! {
             elapsed: Duration::ZERO,
         };
         let policy = Policy { metric: modelgate::stats::MetricKind::Continuous, ..Policy::default() };
-        prop_assert!(policy.evaluate(&e).is_ok());
+        // One value with a variance is the only invalid input here (a sample variance needs
+        // two values): an error, not a panic.
+        let one_value = (na == 1 && va > 0.0) || (nb == 1 && vb > 0.0);
+        match policy.evaluate(&e) {
+            Ok(_) => prop_assert!(!one_value),
+            Err(error) => prop_assert!(
+                one_value && matches!(error, modelgate::stats::StatsError::InvalidSample(_)),
+                "{error}"
+            ),
+        }
     }
 }

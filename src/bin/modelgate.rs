@@ -887,6 +887,11 @@ fn abtest(
         })
     };
     let number = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.4}"));
+    let reason = |d: &modelgate::stats::Decision| match d {
+        modelgate::stats::Decision::Continue { reason, .. }
+        | modelgate::stats::Decision::Inconclusive { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let write_err = |e: std::io::Error| format!("cannot write output: {e}");
@@ -899,7 +904,8 @@ fn abtest(
                     "variant": v.name,
                     "control": v.name == experiment.variants[control].name,
                     "n": v.primary.n(),
-                    "mean": v.primary.mean(),
+                    // No observations, no mean (whatever the file's row says).
+                    "mean": (v.primary.n() > 0).then(|| v.primary.mean()),
                     "ci": interval(fixed::mean_interval(&v.primary, alpha).ok()),
                     "weight": v.weight,
                 })
@@ -910,13 +916,7 @@ fn abtest(
             .iter()
             .map(|c| {
                 let e = &c.primary;
-                let reason = match &c.decision {
-                    modelgate::stats::Decision::Continue { reason, .. }
-                    | modelgate::stats::Decision::Inconclusive { reason, .. } => {
-                        Some(reason.as_str())
-                    }
-                    _ => None,
-                };
+                let reason = reason(&c.decision);
                 serde_json::json!({
                     "variant": c.variant,
                     "control": e.control,
@@ -961,12 +961,17 @@ fn abtest(
         .map_err(write_err)?;
         writeln!(out, "{:<20} {:>12} {:>14}  CI", "variant", "n", "mean").map_err(write_err)?;
         for v in &experiment.variants {
+            let mean = if v.primary.n() > 0 {
+                format!("{:.6}", v.primary.mean())
+            } else {
+                "-".to_owned()
+            };
             writeln!(
                 out,
-                "{:<20} {:>12} {:>14.6}  {}",
+                "{:<20} {:>12} {:>14}  {}",
                 v.name,
                 v.primary.n(),
-                v.primary.mean(),
+                mean,
                 show(fixed::mean_interval(&v.primary, alpha).ok())
             )
             .map_err(write_err)?;
@@ -988,7 +993,10 @@ fn abtest(
                 number(e.p_value),
                 number(e.sequential_p_value),
                 show(e.sequential_lift),
-                c.decision.as_str()
+                match reason(&c.decision) {
+                    Some(why) => format!("{} ({why})", c.decision.as_str()),
+                    None => c.decision.as_str().to_owned(),
+                }
             )
             .map_err(write_err)?;
         }

@@ -23,13 +23,17 @@ fn posterior(sample: &Sample) -> (f64, f64) {
 }
 
 /// P(mean of candidate > mean of control) under the posteriors above. Errors for mixed
-/// kinds, invalid samples, and continuous samples without observations or variance.
+/// kinds, invalid samples, a variant without observations (the prior alone would answer),
+/// and continuous samples without variance.
 pub fn probability_better(control: &Sample, candidate: &Sample) -> Result<f64, StatsError> {
     if control.kind() != candidate.kind() {
         return Err(StatsError::MixedKinds);
     }
     control.validate()?;
     candidate.validate()?;
+    if control.n() == 0 || candidate.n() == 0 {
+        return Err(StatsError::Degenerate("a variant has no observations"));
+    }
     let (ma, va) = posterior(control);
     let (mb, vb) = posterior(candidate);
     let variance = va + vb;
@@ -52,5 +56,9 @@ mod tests {
         assert!(probability_better(&c, &b).unwrap() > 0.999);
         assert!(probability_better(&b, &c).unwrap() < 0.001);
         assert!(probability_better(&a, &Sample::continuous(3, 1.0, 1.0).unwrap()).is_err());
+        // No data, no probability (the uniform prior alone would say 0.917 here).
+        let empty = Sample::binary(0, 0).unwrap();
+        assert!(probability_better(&empty, &c).is_err());
+        assert!(probability_better(&c, &empty).is_err());
     }
 }

@@ -9,8 +9,10 @@
 //! 2. Sample ratio mismatch (p < 0.001) → never a winner: [`Decision::Continue`], or
 //!    [`Decision::Inconclusive`] at the maximum duration, with reason
 //!    [`Reason::SampleRatioMismatch`].
-//! 3. Fewer than `min_sample` observations in either variant, or no variance yet →
-//!    [`Decision::Continue`] (never an error: a ramp with no traffic holds).
+//! 3. A variant without observations → [`Decision::Continue`] with [`Reason::NoData`]
+//!    (checked before SRM: its lift, difference and probability are `None`, never numbers
+//!    from no data). Fewer than `min_sample` observations in either variant, or no
+//!    variance yet → [`Decision::Continue`] (never an error: a ramp with no traffic holds).
 //! 4. The always-valid lower bound of the relative lift above the margin (upper bound below
 //!    −margin when lower is better) → [`Decision::Winner`]; one-sided, at level α divided by
 //!    the number of candidates (Bonferroni). The relative lift is
@@ -206,6 +208,9 @@ pub struct Experiment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
+    /// A variant has no observations at all: its lift, difference and probability are
+    /// undefined (`None`), whatever `min_sample` is.
+    NoData,
     /// A variant has fewer than `min_sample` observations.
     NotEnoughData,
     /// The statistics are undefined (no variance, zero control mean).
@@ -223,6 +228,7 @@ impl Reason {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::NoData => "no_data",
             Reason::NotEnoughData => "not_enough_data",
             Reason::NoVarianceYet => "no_variance_yet",
             Reason::SampleRatioMismatch => "sample_ratio_mismatch",
@@ -250,14 +256,16 @@ pub struct Evidence {
     pub mean_control: f64,
     /// Candidate mean.
     pub mean_candidate: f64,
-    /// Relative lift `(candidate − control) / |control|` (`candidate / control − 1` when
+    /// Relative lift `(candidate − control) / |control|` (`None` when a variant has no
+    /// observations or the control mean is 0) (`candidate / control − 1` when
     /// the control mean is positive; with a negative control mean it keeps the sign of the
     /// difference, so a lower candidate has a negative lift).
     pub lift: Option<f64>,
     /// Fixed-horizon (1 − α) delta-method interval of the relative lift.
     pub lift_ci: Option<Interval>,
-    /// Absolute difference `candidate − control`.
-    pub absolute_lift: f64,
+    /// Absolute difference `candidate − control` (`None` when a variant has no
+    /// observations).
+    pub absolute_lift: Option<f64>,
     /// Fixed-horizon (1 − α) interval of the difference.
     pub absolute_ci: Option<Interval>,
     /// Fixed-horizon two-sided p-value (z-test or Welch).
@@ -270,7 +278,8 @@ pub struct Evidence {
     pub sequential_lift: Option<Interval>,
     /// The mixing variance τ² used.
     pub tau2: Option<f64>,
-    /// Posterior P(candidate > control) (normal approximation, see [`super::bayes`]).
+    /// Posterior P(candidate > control) (normal approximation, see [`super::bayes`];
+    /// `None` when a variant has no observations).
     pub probability_better: Option<f64>,
     /// The experiment's SRM p-value.
     pub srm_p_value: f64,
@@ -557,7 +566,11 @@ impl Policy {
                 None => look,
             });
         }
-        let relative = (a.mean() != 0.0).then(|| fixed::relative_lift(a.mean(), b.mean()));
+        // No statistic of an empty variant: its mean is not data.
+        let observed = a.n() > 0 && b.n() > 0;
+        let absolute = observed.then(|| b.mean() - a.mean());
+        let relative =
+            (observed && a.mean() != 0.0).then(|| fixed::relative_lift(a.mean(), b.mean()));
         Evidence {
             metric: metric.to_owned(),
             variant: candidate.name.clone(),
@@ -568,7 +581,7 @@ impl Policy {
             mean_candidate: b.mean(),
             lift: relative,
             lift_ci: lift.map(|l| l.relative_ci),
-            absolute_lift: b.mean() - a.mean(),
+            absolute_lift: absolute,
             absolute_ci: lift.map(|l| l.absolute_ci),
             p_value: fixed::test(a, b).ok().map(|t| t.p_value),
             sequential_p_value: sequential_result.map(|s| s.p_value),
@@ -648,7 +661,9 @@ impl Policy {
             }
         }
         let evidence = Box::new(primary.clone());
-        let reason = if srm_flagged {
+        let reason = if primary.n_control == 0 || primary.n_candidate == 0 {
+            Reason::NoData
+        } else if srm_flagged {
             Reason::SampleRatioMismatch
         } else if primary.n_control < self.min_sample || primary.n_candidate < self.min_sample {
             Reason::NotEnoughData
@@ -672,7 +687,7 @@ impl Policy {
         };
         if timed_out {
             Decision::Inconclusive {
-                reason: if reason == Reason::SampleRatioMismatch {
+                reason: if matches!(reason, Reason::SampleRatioMismatch | Reason::NoData) {
                     reason
                 } else {
                     Reason::MaxDuration
@@ -716,7 +731,7 @@ impl Policy {
             mean_candidate: b.mean(),
             lift: Some(b.mean() / tail - 1.0),
             lift_ci: None,
-            absolute_lift: b.mean() - tail,
+            absolute_lift: Some(b.mean() - tail),
             absolute_ci: None,
             p_value: None,
             sequential_p_value: None,
@@ -770,7 +785,7 @@ impl Policy {
                     mean_candidate: 0.0,
                     lift: None,
                     lift_ci: None,
-                    absolute_lift: 0.0,
+                    absolute_lift: None,
                     absolute_ci: None,
                     p_value: None,
                     sequential_p_value: None,
@@ -1060,6 +1075,61 @@ mod tests {
         assert_eq!(guarded.evaluate(&e).unwrap().decision.as_str(), "stop_harm");
         e.variants[1].guardrails[0].1 = Sample::continuous(10_000, -8.0, 4.0).unwrap();
         assert_ne!(guarded.evaluate(&e).unwrap().decision.as_str(), "stop_harm");
+    }
+
+    #[test]
+    fn an_empty_arm_has_no_statistics_and_no_decision() {
+        // Even with min_sample 0, an arm without observations decides nothing.
+        let policy = Policy {
+            min_sample: 0,
+            ..Policy::default()
+        };
+        let mut continuous_policy = policy.clone();
+        continuous_policy.metric = MetricKind::Continuous;
+        let empty_continuous = Sample::continuous(0, 20.0, 4.0).unwrap();
+        let full_continuous = Sample::continuous(10_000, 10.0, 4.0).unwrap();
+        for (p, empty, full) in [
+            (
+                &policy,
+                Sample::binary(0, 0).unwrap(),
+                Sample::binary(10_000, 1_000).unwrap(),
+            ),
+            (&continuous_policy, empty_continuous, full_continuous),
+        ] {
+            for (a, b) in [(full, empty), (empty, full)] {
+                let e = Experiment {
+                    variants: vec![
+                        Variant::new("control", 1.0, a),
+                        Variant::new("candidate", 1.0, b),
+                    ],
+                    control: 0,
+                    elapsed: Duration::from_secs(60),
+                };
+                let ev = p.evaluate(&e).unwrap();
+                let evidence = &ev.comparisons[0].primary;
+                assert_eq!(evidence.lift, None, "{evidence:?}");
+                assert_eq!(evidence.absolute_lift, None, "{evidence:?}");
+                assert_eq!(evidence.probability_better, None, "{evidence:?}");
+                assert_eq!(evidence.sequential_lift, None, "{evidence:?}");
+                assert!(
+                    matches!(
+                        ev.decision,
+                        Decision::Continue {
+                            reason: Reason::NoData,
+                            ..
+                        }
+                    ),
+                    "{:?}",
+                    ev.decision
+                );
+            }
+        }
+        // One value cannot have a sample variance.
+        assert!(matches!(
+            Sample::continuous(1, 20.0, 400.0),
+            Err(StatsError::InvalidSample(_))
+        ));
+        assert!(Sample::continuous(1, 20.0, 0.0).is_ok());
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub enum Sample {
         n: u64,
         /// Their mean.
         mean: f64,
-        /// Their sample variance (`ddof = 1`), 0 when `n < 2`.
+        /// Their sample variance (`ddof = 1`); must be 0 when `n = 1` (ignored when
+        /// `n = 0`).
         variance: f64,
     },
 }
@@ -57,8 +58,10 @@ impl Sample {
         Ok(sample)
     }
 
-    /// A continuous sample; an error when the mean or variance is not finite or the variance
-    /// is negative.
+    /// A continuous sample; an error when the mean or variance is not finite, the variance
+    /// is negative, or `n = 1` with a non-zero variance (a sample variance needs two
+    /// values). With `n = 0` the mean and variance are ignored: every statistic of the
+    /// sample is undefined.
     pub fn continuous(n: u64, mean: f64, variance: f64) -> Result<Sample, StatsError> {
         let sample = Sample::Continuous { n, mean, variance };
         sample.validate()?;
@@ -77,6 +80,12 @@ impl Sample {
             Sample::Continuous { variance, .. } if !(variance.is_finite() && variance >= 0.0) => {
                 Err(StatsError::InvalidSample(format!(
                     "variance must be finite and non-negative, got {variance}"
+                )))
+            }
+            Sample::Continuous { n: 1, variance, .. } if variance > 0.0 => {
+                Err(StatsError::InvalidSample(format!(
+                    "a sample variance needs at least two observations, but n = 1 with \
+                     variance {variance} (give variance 0 for a single value)"
                 )))
             }
             _ => Ok(()),
@@ -100,7 +109,9 @@ impl Sample {
         }
     }
 
-    /// The mean (the success rate for binary samples; 0 when empty).
+    /// The mean (the success rate for binary samples). Meaningless when empty (`n = 0`):
+    /// 0 for a binary sample, the given value for a continuous one; the statistics treat
+    /// an empty sample as having no mean.
     #[must_use]
     pub fn mean(&self) -> f64 {
         match *self {
