@@ -306,3 +306,55 @@ fn empty_arms_give_null_statistics() {
         "{stderr}"
     );
 }
+
+/// A control mean of 0 leaves only the relative lift undefined: the difference and its
+/// interval are still given. The interval does not depend on where the means sit, so it
+/// must equal the one of the same data shifted away from 0 (checked against SciPy in
+/// tests/stats_oracle.rs).
+#[test]
+fn zero_control_mean_still_gives_the_difference() {
+    let cases = [
+        (
+            "variant,n,mean,variance\ncontrol,1000,0,4\ncandidate,900,0.5,3\n",
+            "variant,n,mean,variance\ncontrol,1000,7,4\ncandidate,900,7.5,3\n",
+        ),
+        (
+            "variant,n,successes\ncontrol,10000,0\ncandidate,10000,50\n",
+            "",
+        ),
+    ];
+    let differences = [0.5, 0.005];
+    for (i, (zero, shifted)) in cases.iter().enumerate() {
+        let path = write(&format!("zero-{i}.csv"), zero);
+        let v = json(&["--input", path.to_str().unwrap(), "--json"]);
+        let c = &v["comparisons"][0];
+        assert!(c["lift"].is_null() && c["lift_ci"].is_null(), "{c}");
+        assert!(
+            (c["absolute_lift"].as_f64().unwrap() - differences[i]).abs() < 1e-12,
+            "{c}"
+        );
+        let ci = &c["absolute_lift_ci"];
+        assert!(!ci.is_null(), "{c}");
+        if i == 0 {
+            let path = write(&format!("shifted-{i}.csv"), shifted);
+            let s = json(&["--input", path.to_str().unwrap(), "--json"]);
+            let want = &s["comparisons"][0]["absolute_lift_ci"];
+            for end in 0..2 {
+                let (got, want) = (ci[end].as_f64().unwrap(), want[end].as_f64().unwrap());
+                assert!((got - want).abs() < 1e-12, "{ci} vs {want}");
+            }
+        } else {
+            // Binary: the control's Wald variance is 0, the interval is the candidate's
+            // alone, 0.005 ± 1.959964 · sqrt(0.005 · 0.995 / 10000).
+            let half = 1.959_963_984_540_054 * (0.005f64 * 0.995 / 10_000.0).sqrt();
+            assert!(
+                (ci[0].as_f64().unwrap() - (0.005 - half)).abs() < 1e-12,
+                "{ci}"
+            );
+            assert!(
+                (ci[1].as_f64().unwrap() - (0.005 + half)).abs() < 1e-12,
+                "{ci}"
+            );
+        }
+    }
+}

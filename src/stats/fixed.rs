@@ -270,41 +270,68 @@ pub fn mean_interval(sample: &Sample, alpha: f64) -> Result<Interval, StatsError
     ))
 }
 
-/// Absolute and relative lift with (1 − α) intervals (see [`Lift`]). Errors when a variant
-/// is empty (or has fewer than two values, for means) or the control mean is 0.
-pub fn lift(control: &Sample, candidate: &Sample, alpha: f64) -> Result<Lift, StatsError> {
+/// Checks the pair for [`difference_interval`] and [`lift`]: same kind, valid, enough
+/// observations for an interval.
+fn check_pair(control: &Sample, candidate: &Sample, alpha: f64) -> Result<(), StatsError> {
     check_probability("alpha", alpha)?;
     if control.kind() != candidate.kind() {
         return Err(StatsError::MixedKinds);
     }
     control.validate()?;
     candidate.validate()?;
-    let kind = control.kind();
-    let minimum = if kind == MetricKind::Binary { 1 } else { 2 };
+    let minimum = if control.kind() == MetricKind::Binary {
+        1
+    } else {
+        2
+    };
     if control.n() < minimum || candidate.n() < minimum {
         return Err(StatsError::Degenerate(
             "too few observations for an interval",
         ));
     }
-    let (ma, mb) = (control.mean(), candidate.mean());
+    Ok(())
+}
+
+/// (1 − α) interval of the difference `mean(candidate) − mean(control)`: unpooled Wald
+/// (normal quantile) for proportions, Welch (Student-t quantile with Welch–Satterthwaite
+/// degrees of freedom) for means. Defined whatever the control mean (0 included). Errors
+/// when a variant is empty (or has fewer than two values, for means).
+pub fn difference_interval(
+    control: &Sample,
+    candidate: &Sample,
+    alpha: f64,
+) -> Result<Interval, StatsError> {
+    check_pair(control, candidate, alpha)?;
     let (va, vb) = (control.variance_of_mean(), candidate.variance_of_mean());
-    let z = normal_upper_quantile(alpha / 2.0);
-    let quantile = match (kind, welch_df(control, candidate)) {
+    let quantile = match (control.kind(), welch_df(control, candidate)) {
         (MetricKind::Continuous, Some(df)) => t_upper_quantile(df, alpha / 2.0)
             .ok_or(StatsError::Degenerate("invalid degrees of freedom"))?,
-        _ => z,
+        _ => normal_upper_quantile(alpha / 2.0),
     };
-    let absolute = mb - ma;
+    Ok(Interval::around(
+        candidate.mean() - control.mean(),
+        quantile * (va + vb).sqrt(),
+    ))
+}
+
+/// Absolute and relative lift with (1 − α) intervals (see [`Lift`]). Errors when a variant
+/// is empty (or has fewer than two values, for means) or the control mean is 0 (the
+/// difference alone is still [`difference_interval`]).
+pub fn lift(control: &Sample, candidate: &Sample, alpha: f64) -> Result<Lift, StatsError> {
+    check_pair(control, candidate, alpha)?;
+    let (ma, mb) = (control.mean(), candidate.mean());
     if ma == 0.0 {
         return Err(StatsError::Degenerate(
             "the control mean is 0: the relative lift is undefined",
         ));
     }
+    let (va, vb) = (control.variance_of_mean(), candidate.variance_of_mean());
+    let z = normal_upper_quantile(alpha / 2.0);
     let relative = relative_lift(ma, mb);
     let relative_variance = vb / (ma * ma) + mb * mb * va / ma.powi(4);
     Ok(Lift {
-        absolute,
-        absolute_ci: Interval::around(absolute, quantile * (va + vb).sqrt()),
+        absolute: mb - ma,
+        absolute_ci: difference_interval(control, candidate, alpha)?,
         relative,
         relative_ci: Interval::around(relative, z * relative_variance.sqrt()),
     })

@@ -582,7 +582,7 @@ impl Policy {
             lift: relative,
             lift_ci: lift.map(|l| l.relative_ci),
             absolute_lift: absolute,
-            absolute_ci: lift.map(|l| l.absolute_ci),
+            absolute_ci: fixed::difference_interval(a, b, self.alpha).ok(),
             p_value: fixed::test(a, b).ok().map(|t| t.p_value),
             sequential_p_value: sequential_result.map(|s| s.p_value),
             sequential_difference: sequential_result.map(|s| s.difference),
