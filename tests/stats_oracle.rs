@@ -272,8 +272,8 @@ fn z_test_with_counts_near_the_u64_limit() {
 /// SciPy's `norm.isf(α/2)` and `t.isf(α/2, df)` (df 1 to 10^9): relative error at most
 /// 1e-9. Formed as `1 − α/2`, the normal quantile loses precision from α ≈ 1e-15 (8.014
 /// instead of 8.027) and is infinite at 1e-16. Seen through [`fixed::mean_interval`]:
-/// a binary sample with n = 4 and 2 successes has standard error 1/4, a continuous one
-/// with variance n has standard error 1.
+/// a binary sample with n = 4·10^6 and half successes has standard error 1/4000 (so its
+/// interval stays inside [0, 1]), a continuous one with variance n has standard error 1.
 #[test]
 fn interval_quantiles_match_scipy_down_to_tiny_alpha() {
     let mut oracle = Oracle::start("stats_oracle.py");
@@ -297,12 +297,13 @@ fn interval_quantiles_match_scipy_down_to_tiny_alpha() {
     let mut worst = 0.0f64;
     let relative = |got: f64, want: f64| ((got - want) / want).abs();
     for alpha in alphas {
-        let binary = fixed::mean_interval(&Sample::binary(4, 2).unwrap(), alpha).unwrap();
+        let binary =
+            fixed::mean_interval(&Sample::binary(4_000_000, 2_000_000).unwrap(), alpha).unwrap();
         for df in dfs {
             let case = json!({"kind": "quantiles", "alpha": alpha, "df": df});
             let want = oracle.ask(&case);
             let z = num(&want["z"]);
-            let z_error = relative(4.0 * (binary.upper - 0.5), z);
+            let z_error = relative(4000.0 * (binary.upper - 0.5), z);
             assert!(z_error <= 1e-9, "normal: {binary:?}, SciPy {z} on {case}");
             assert!(binary.lower.is_finite(), "{case}");
             // SciPy has no answer for a few far tails at small df (α = 1e-300, df 5 and 10).
@@ -327,4 +328,41 @@ fn interval_quantiles_match_scipy_down_to_tiny_alpha() {
         }
     }
     println!("interval quantiles, alpha down to 1e-300: max relative error {worst:.3e}");
+}
+
+/// One variant's Wald interval of a proportion, as statsmodels' `proportion_confint(...,
+/// method="normal")`: clipped to [0, 1] (1 success in 10 gives [0, 0.286], not
+/// [-0.086, 0.286]). Ends within 1e-12.
+#[test]
+fn proportion_intervals_are_clipped_like_statsmodels() {
+    let mut oracle = Oracle::start("stats_oracle.py");
+    let counts: [(u64, u64); 11] = [
+        (1, 0),
+        (1, 1),
+        (5, 4),
+        (10, 0),
+        (10, 1),
+        (10, 9),
+        (10, 10),
+        (30, 1),
+        (1_000, 500),
+        (1_000_000, 3),
+        (1_000_000, 999_999),
+    ];
+    for (n, successes) in counts {
+        for alpha in [0.2, 0.05, 0.01] {
+            let case =
+                json!({"kind": "proportion", "n": n, "successes": successes, "alpha": alpha});
+            let want = oracle.ask(&case);
+            let got = fixed::mean_interval(&Sample::binary(n, successes).unwrap(), alpha).unwrap();
+            for (end, value) in [got.lower, got.upper].into_iter().enumerate() {
+                let expected = num(&want["ci"][end]);
+                assert!(
+                    (value - expected).abs() <= 1e-12,
+                    "{got:?}, statsmodels {} on {case}",
+                    want["ci"]
+                );
+            }
+        }
+    }
 }

@@ -248,7 +248,8 @@ pub fn test(control: &Sample, candidate: &Sample) -> Result<TestResult, StatsErr
 }
 
 /// (1 − α) interval of one variant's mean: Wald (normal quantile) for a proportion,
-/// Student-t with `n − 1` degrees of freedom for a mean. Errors with fewer than one (binary)
+/// clipped to [0, 1] (as statsmodels' `proportion_confint(method="normal")`), Student-t
+/// with `n − 1` degrees of freedom for a mean. Errors with fewer than one (binary)
 /// or two (continuous) observations.
 pub fn mean_interval(sample: &Sample, alpha: f64) -> Result<Interval, StatsError> {
     check_probability("alpha", alpha)?;
@@ -264,10 +265,15 @@ pub fn mean_interval(sample: &Sample, alpha: f64) -> Result<Interval, StatsError
             ));
         }
     };
-    Ok(Interval::around(
-        sample.mean(),
-        quantile * sample.variance_of_mean().sqrt(),
-    ))
+    let interval = Interval::around(sample.mean(), quantile * sample.variance_of_mean().sqrt());
+    Ok(match sample.kind() {
+        // A proportion lies in [0, 1] (statsmodels' proportion_confint clips the same way).
+        MetricKind::Binary => Interval {
+            lower: interval.lower.max(0.0),
+            upper: interval.upper.min(1.0),
+        },
+        MetricKind::Continuous => interval,
+    })
 }
 
 /// Checks the pair for [`difference_interval`] and [`lift`]: same kind, valid, enough

@@ -6,13 +6,15 @@ Cases (effect = candidate b minus control a):
   {"kind": "continuous", "a": [n, mean, variance], "b": [...], "alpha": 0.05}
   {"kind": "srm", "counts": [...], "weights": [...]}
   {"kind": "quantiles", "alpha": 1e-16, "df": 10}
+  {"kind": "proportion", "n": 10, "successes": 1, "alpha": 0.05}
 """
 import json
 import sys
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+from statsmodels.stats.proportion import (confint_proportions_2indep, proportion_confint,
+                                          proportions_ztest)
 
 
 def delta_relative(ma, va, mb, vb, alpha):
@@ -38,6 +40,10 @@ def answer(case):
         t = float(stats.t.isf(alpha / 2, case["df"]))
         return {"z": float(stats.norm.isf(alpha / 2)),
                 "t": t if np.isfinite(t) and t > 0 else None}
+    if kind == "proportion":
+        # One variant's Wald interval, clipped to [0, 1] by statsmodels.
+        lo, hi = proportion_confint(case["successes"], case["n"], alpha=alpha, method="normal")
+        return {"ci": [float(lo), float(hi)]}
     if kind == "binary":
         (na, sa), (nb, sb) = case["a"], case["b"]
         # As floats: counts near 2^64 would wrap in NumPy's uint64 sums.
