@@ -121,7 +121,7 @@ fn srm_blocks_the_winner() {
 
 #[test]
 fn bad_input_exits_2_with_a_message() {
-    let cases: [(&str, &str, &[&str], &str); 8] = [
+    let cases: [(&str, &str, &[&str], &str); 9] = [
         ("header", "variant,score\na,1\nb,2\n", &[], "unknown header"),
         ("nan", "variant,value\na,1\nb,x\n", &[], "line 3"),
         (
@@ -148,6 +148,12 @@ fn bad_input_exits_2_with_a_message() {
             "variant,n,successes\na,5,1\nb,5,1\n",
             &["--weights", "a=1,q=1"],
             "unknown variant",
+        ),
+        (
+            "weights-twice",
+            "variant,n,successes\na,5,1\nb,5,1\n",
+            &["--weights", "a=1,b=1,a=3"],
+            "the weight of a is given twice",
         ),
         (
             "metric",

@@ -206,8 +206,8 @@ pub fn parse_csv(text: &str, metric: Option<MetricKind>) -> Result<VariantTable,
     Ok(VariantTable { names, samples })
 }
 
-/// Parses `a=0.5,b=0.5` into one weight per name (all names must be given, weights
-/// positive and finite); `None` gives equal weights.
+/// Parses `a=0.5,b=0.5` into one weight per name (all names must be given, each once,
+/// weights positive and finite); `None` gives equal weights.
 pub fn parse_weights(spec: Option<&str>, names: &[String]) -> Result<Vec<f64>, StatsError> {
     let Some(spec) = spec else {
         return Ok(vec![1.0; names.len()]);
@@ -232,7 +232,12 @@ pub fn parse_weights(spec: Option<&str>, names: &[String]) -> Result<Vec<f64>, S
                 "weight of {name} must be positive, got {weight}"
             )));
         }
-        weights[index] = Some(weight);
+        if weights[index].replace(weight).is_some() {
+            return Err(StatsError::InvalidWeights(format!(
+                "the weight of {} is given twice",
+                name.trim()
+            )));
+        }
     }
     weights
         .iter()
@@ -276,5 +281,19 @@ mod tests {
         assert!(parse_csv("variant,n,successes\na,-1,0\nb,1,0\n", None).is_err());
         assert!(parse_csv("variant,foo\na,1\n", None).is_err());
         assert!(parse_csv("variant,value\na,1\na,0\n", None).is_err());
+    }
+
+    #[test]
+    fn a_weight_given_twice_is_an_error() {
+        let names = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            parse_weights(Some("a=1,b=2"), &names).unwrap(),
+            vec![1.0, 2.0]
+        );
+        let e = parse_weights(Some("a=1, b=2, a=3"), &names).unwrap_err();
+        assert!(
+            e.to_string().contains("the weight of a is given twice"),
+            "{e}"
+        );
     }
 }
