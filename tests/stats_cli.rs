@@ -364,3 +364,28 @@ fn zero_control_mean_still_gives_the_difference() {
         }
     }
 }
+
+/// A negative margin (non-inferiority: the candidate may be up to 5% worse) is given after
+/// a space, as any other value.
+#[test]
+fn a_negative_margin_is_accepted() {
+    let path = write(
+        "margin.csv",
+        "variant,n,successes\ncontrol,20000,2000\ncandidate,20000,2000\n",
+    );
+    let v = json(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--json",
+        "--margin",
+        "-0.05",
+    ]);
+    assert_eq!(v["margin"], -0.05);
+    let v = json(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--json",
+        "--margin=-0.05",
+    ]);
+    assert_eq!(v["margin"], -0.05);
+}

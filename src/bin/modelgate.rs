@@ -92,8 +92,9 @@ enum Command {
         /// Error rate of the tests and intervals.
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
-        /// Superiority margin on the relative lift (0.05: the candidate must be 5% better).
-        #[arg(long, default_value_t = 0.0)]
+        /// Superiority margin on the relative lift (0.05: the candidate must be 5% better;
+        /// negative for non-inferiority, `--margin -0.05`: at most 5% worse).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         margin: f64,
         /// One JSON object with `variants` and `comparisons`.
         #[arg(long)]
