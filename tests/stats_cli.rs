@@ -389,3 +389,14 @@ fn a_negative_margin_is_accepted() {
     ]);
     assert_eq!(v["margin"], -0.05);
 }
+
+/// A file saved with a UTF-8 byte order mark (Excel, Notepad) reads like one without.
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let text = "variant,n,successes\ncontrol,20000,2000\ncandidate,20000,2600\n";
+    let plain = write("no-bom.csv", text);
+    let bom = write("bom.csv", &format!("\u{feff}{text}"));
+    let want = json(&["--input", plain.to_str().unwrap(), "--json"]);
+    let got = json(&["--input", bom.to_str().unwrap(), "--json"]);
+    assert_eq!(got, want);
+}

@@ -8,7 +8,8 @@
 //! * `variant,n,mean,variance`: one continuous aggregate per variant (sample variance).
 //! * `variant,n,successes`: one binary aggregate per variant.
 //!
-//! Fields are split on commas (no quoting); empty lines are skipped. Variants keep the
+//! Fields are split on commas (no quoting); empty lines are skipped, and so is a UTF-8
+//! byte order mark at the start of the file. Variants keep the
 //! order in which they first appear.
 
 use super::{MetricKind, Sample, StatsError};
@@ -60,6 +61,8 @@ enum Layout {
 /// Parses a whole file. `metric` forces the kind of an observation file and is checked
 /// against an aggregate header. Errors name the line and the field.
 pub fn parse_csv(text: &str, metric: Option<MetricKind>) -> Result<VariantTable, StatsError> {
+    // A UTF-8 byte order mark (as Excel and Notepad write) is not part of the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -281,6 +284,23 @@ mod tests {
         assert!(parse_csv("variant,n,successes\na,-1,0\nb,1,0\n", None).is_err());
         assert!(parse_csv("variant,foo\na,1\n", None).is_err());
         assert!(parse_csv("variant,value\na,1\na,0\n", None).is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let plain = "variant,n,successes\na,10,3\nb,10,4\n";
+        let with_bom = format!("\u{feff}{plain}");
+        assert_eq!(
+            parse_csv(&with_bom, None).unwrap(),
+            parse_csv(plain, None).unwrap()
+        );
+        // Only at the start of the file.
+        assert!(
+            parse_csv("variant,n,successes\n\u{feff}a,10,3\nb,10,4\n", None)
+                .unwrap()
+                .names
+                .contains(&"\u{feff}a".to_owned())
+        );
     }
 
     #[test]
