@@ -68,7 +68,7 @@ pub const LARGE_DF: f64 = 1e4;
 /// and below 1e-14 for `|x| ≤ 8`.
 #[must_use]
 pub fn t_sf(x: f64, df: f64) -> f64 {
-    if !(df > 0.0) || x.is_nan() {
+    if df.is_nan() || df <= 0.0 || x.is_nan() {
         return f64::NAN;
     }
     if x < 0.0 {
