@@ -25,7 +25,8 @@ impl Moments {
         self.m2 += delta * (x - self.mean);
     }
 
-    /// The moments of both series together.
+    /// The moments of both series together. The count saturates at `u64::MAX` rather than
+    /// wrap (the mean and `m2` are still weighted by the true counts).
     #[must_use]
     pub fn merge(&self, other: &Moments) -> Moments {
         if other.count == 0 {
@@ -34,13 +35,15 @@ impl Moments {
         if self.count == 0 {
             return *other;
         }
-        let n = self.count + other.count;
+        // The count saturates at `u64::MAX` (never wraps); the weights come from the exact
+        // counts, so the mean and m2 stay right even then.
         let (na, nb) = (self.count as f64, other.count as f64);
+        let n = na + nb;
         let delta = other.mean - self.mean;
         Moments {
-            count: n,
-            mean: self.mean + delta * nb / n as f64,
-            m2: self.m2 + other.m2 + delta * delta * na * nb / n as f64,
+            count: self.count.saturating_add(other.count),
+            mean: self.mean + delta * nb / n,
+            m2: self.m2 + other.m2 + delta * delta * na * nb / n,
         }
     }
 
@@ -92,6 +95,26 @@ mod tests {
         let mut m = Moments::default();
         xs.iter().for_each(|&x| m.push(x));
         m
+    }
+
+    #[test]
+    fn merging_huge_counts_saturates_instead_of_wrapping() {
+        let a = Moments {
+            count: u64::MAX - 10,
+            mean: 1.0,
+            m2: 0.0,
+        };
+        let b = Moments {
+            count: u64::MAX - 10,
+            mean: 3.0,
+            m2: 0.0,
+        };
+        let merged = a.merge(&b);
+        assert_eq!(merged.count, u64::MAX);
+        // Equal weights: the mean is halfway, whatever the saturated count says.
+        assert!((merged.mean - 2.0).abs() < 1e-12, "{}", merged.mean);
+        assert!(merged.m2.is_finite() && merged.m2 > 0.0);
+        assert!(merged.is_valid());
     }
 
     #[test]
