@@ -805,3 +805,38 @@ fn lost_acknowledgements_are_not_counted_twice() {
     drop(reporter);
     drop(agent);
 }
+
+#[test]
+fn reads_answer_when_stored_windows_add_up_past_u64() {
+    let dir = TempDir::new("saturated");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    // 65 536 valid reports of 2^48 requests each (the per-report limit) in different minutes
+    // add up past u64::MAX; three stored minutes of half that do the same without sending
+    // them all.
+    let base = one_report("base");
+    let end = base.snapshot.window_end_ms;
+    for i in 0..3i64 {
+        let mut r = base.clone();
+        r.report_id = format!("huge-{i}");
+        r.snapshot.window_end_ms = end - i * 60_000;
+        for e in &mut r.snapshot.experiments {
+            for v in &mut e.variants {
+                v.metrics.requests = u64::MAX / 2 + 1;
+            }
+        }
+        sidecar.store().ingest(&r, end).unwrap();
+    }
+    let s = status(&url);
+    assert!(!s.variants.is_empty());
+    assert!(s.variants.iter().all(|v| v.requests == u64::MAX), "{s:?}");
+    assert_eq!(admin_get(&url, "/v1/experiments").status().as_u16(), 200);
+    let metrics = admin_get(&url, "/metrics");
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(
+        metrics
+            .text()
+            .unwrap()
+            .contains("modelgate_requests_total{")
+    );
+}

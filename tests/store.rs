@@ -1430,3 +1430,95 @@ fn corrupt_stored_values_are_errors_not_panics() {
     .expect("corrupt audit");
     corrupt(store.audit_log(&AuditFilter::default()).map(drop), "audit");
 }
+
+/// `report` with the counters of ranker/control set to `n` (the store takes what the
+/// server validated; only the sum of many such reports passes `u64::MAX`).
+fn huge(report: &Report, report_id: &str, end_ms: i64, n: u64) -> Report {
+    let mut r = report.clone();
+    r.report_id = report_id.into();
+    r.snapshot.window_end_ms = end_ms;
+    let v = r
+        .snapshot
+        .experiments
+        .iter_mut()
+        .find(|e| e.name == "ranker")
+        .and_then(|e| e.variants.iter_mut().find(|v| v.name == "control"))
+        .expect("ranker/control");
+    v.metrics.requests = n;
+    v.metrics.binary.trials = n;
+    v.metrics.binary.successes = n / 2;
+    v.metrics.outcome.count = n;
+    r
+}
+
+#[test]
+fn totals_and_compaction_saturate_instead_of_failing_on_huge_sums() {
+    let dir = TempDir::new("saturate");
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = agent(&clock);
+    let base = report(&a, &clock, "agent-1", "base", 0, 200, T0);
+    let half = u64::MAX / 2 + 1;
+    {
+        let store = open(&dir.db());
+        // Three minutes, each exact, whose sum passes u64::MAX (as 65 536 reports of the
+        // per-report limit 2^48 in different minutes do).
+        for (i, minute) in [0, 1, 70].into_iter().enumerate() {
+            let r = huge(&base, &format!("h-{i}"), T0 + minute * MINUTE_MS, half);
+            assert_eq!(store.ingest(&r, T0).expect("ingest"), Ingested::Accepted);
+        }
+        // One report more into a full bucket is refused, not wrapped.
+        let over = huge(&base, "over", T0 + 70 * MINUTE_MS, half);
+        assert!(matches!(
+            store.ingest(&over, T0),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    // Across a restart: every read still answers, saturated.
+    let store = open(&dir.db());
+    {
+        let totals = store.totals(None, i64::MIN, i64::MAX).expect("totals");
+        let t = totals
+            .iter()
+            .find(|t| t.experiment == "ranker" && t.variant == "control")
+            .expect("ranker/control");
+        assert_eq!(t.metrics.requests, u64::MAX);
+        assert_eq!(t.metrics.binary.trials, u64::MAX);
+        assert_eq!(t.metrics.outcome.count, u64::MAX);
+        assert!(t.metrics.binary.successes <= t.metrics.binary.trials);
+        // One minute alone is exact.
+        let one = store
+            .totals(Some("ranker"), T0, T0 + MINUTE_MS)
+            .expect("one minute");
+        let c = one
+            .iter()
+            .find(|t| t.variant == "control")
+            .expect("control");
+        assert_eq!(c.metrics.requests, half);
+    }
+    // Compaction of the first hour (two huge minutes) succeeds and saturates the hour.
+    assert!(store.compact(T0 + HOUR_MS).expect("compacts") > 0);
+    let hour = store
+        .windows("ranker", "control", T0, T0 + HOUR_MS)
+        .expect("windows");
+    assert_eq!(hour.len(), 1);
+    assert_eq!(hour[0].resolution_ms, HOUR_MS);
+    assert_eq!(hour[0].metrics.requests, u64::MAX);
+    assert_eq!(
+        store
+            .totals(None, i64::MIN, i64::MAX)
+            .expect("totals")
+            .iter()
+            .find(|t| t.variant == "control" && t.experiment == "ranker")
+            .map(|t| t.metrics.requests),
+        Some(u64::MAX)
+    );
+    // The minutes after the compacted hour are still exact.
+    let later = store
+        .totals(Some("ranker"), T0 + HOUR_MS, i64::MAX)
+        .expect("later");
+    let c = later
+        .iter()
+        .find(|t| t.variant == "control")
+        .expect("control");
+    assert_eq!(c.metrics.requests, half);
+}

@@ -210,7 +210,9 @@ fn check_name(what: &str, name: &str, limits: &WireLimits) -> Result<(), WireErr
 }
 
 /// Largest count one report may carry for a variant (2^48, about 2.8e14: far beyond any
-/// window, and far from overflowing when the sidecar adds windows up).
+/// window). 65 536 such reports add up to `u64::MAX`: the sidecar refuses a report that
+/// would overflow its minute bucket, and its totals over many buckets saturate at
+/// `u64::MAX` rather than fail.
 pub const MAX_COUNT: u64 = 1 << 48;
 /// Largest magnitude of a continuous outcome's mean (so merged moments stay finite).
 pub const MAX_OUTCOME_MEAN: f64 = 1e15;

@@ -91,7 +91,9 @@ fn encode_metrics(metrics: &VariantMetrics) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Merges `other` into `into`, refusing (rather than overflowing) counters that would
-/// pass `u64::MAX`. Histograms and sketches saturate on their own.
+/// pass `u64::MAX`. Histograms and sketches saturate on their own. Used where one report
+/// lands in its bucket, so a report that cannot be added exactly is refused; reads and
+/// compaction merge with [`VariantMetrics::merge`], which saturates instead.
 fn merge_checked(into: &mut VariantMetrics, other: &VariantMetrics) -> Result<(), StoreError> {
     let (a, b) = (into, other);
     let pairs = [
@@ -116,6 +118,15 @@ fn merge_checked(into: &mut VariantMetrics, other: &VariantMetrics) -> Result<()
     Ok(())
 }
 
+/// How a merge treats a counter that would pass `u64::MAX`.
+#[derive(Clone, Copy)]
+enum Overflow {
+    /// Refuse the merge ([`StoreError::Invalid`]): ingest, where the report is refused.
+    Refuse,
+    /// Saturate at `u64::MAX`: compaction, which must not fail on stored data.
+    Saturate,
+}
+
 /// Merges `metrics` (and `model`, when set) into one bucket row, creating it if needed.
 fn merge_into_bucket(
     conn: &Connection,
@@ -125,6 +136,7 @@ fn merge_into_bucket(
     bucket_start_ms: i64,
     model: Option<&str>,
     metrics: &VariantMetrics,
+    overflow: Overflow,
 ) -> Result<(), StoreError> {
     let existing: Option<Option<Vec<u8>>> = conn
         .prepare_cached(
@@ -140,7 +152,10 @@ fn merge_into_bucket(
     let merged = match existing {
         Some(stored) => {
             let mut stored = decode_metrics(stored.as_deref())?;
-            merge_checked(&mut stored, metrics)?;
+            match overflow {
+                Overflow::Refuse => merge_checked(&mut stored, metrics)?,
+                Overflow::Saturate => stored.merge(metrics),
+            }
             stored
         }
         None => metrics.clone(),
@@ -279,6 +294,7 @@ impl Store {
                     bucket,
                     variant.model.as_deref(),
                     &variant.metrics,
+                    Overflow::Refuse,
                 )?;
             }
         }
@@ -394,6 +410,12 @@ impl Store {
     /// A bucket counts whole if its start is in the range: after [`Store::compact`], ranges
     /// in compacted time are effectively rounded to hours.
     ///
+    /// Counters saturate at `u64::MAX` (about 1.8e19) instead of failing: each bucket is
+    /// exact (ingest refuses a report that would overflow its bucket), but many buckets of
+    /// valid reports (65 536 reports of [`crate::wire::MAX_COUNT`] each) can add up to more
+    /// than a `u64` holds, and a read must still answer. A counter that reads `u64::MAX` is
+    /// "at least that many".
+    ///
     /// # Errors
     /// [`StoreError::Corrupt`] when a stored bucket does not decode.
     pub fn totals(
@@ -417,7 +439,7 @@ impl Store {
             let metrics = decode_metrics(row.metrics.as_deref())?;
             match out.last_mut() {
                 Some(t) if t.experiment == row.experiment && t.variant == row.variant => {
-                    merge_checked(&mut t.metrics, &metrics)?;
+                    t.metrics.merge(&metrics);
                     if row.model.is_some() {
                         t.model = row.model;
                     }
@@ -471,7 +493,9 @@ impl Store {
     /// buckets (resolution [`HOUR_MS`]), in one transaction, and returns how many minute
     /// rows were merged and deleted. An hour row that already exists (a late report landed
     /// after an earlier compaction) is merged into, not replaced. Totals over any range of
-    /// whole hours are unchanged (counters exactly; sketches within their error bound).
+    /// whole hours are unchanged (counters exactly; sketches within their error bound). A
+    /// counter of an hour that passes `u64::MAX` saturates there, as [`Store::totals`] does,
+    /// so compaction never fails on valid stored data.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when a stored bucket does not decode; then nothing changes.
@@ -505,7 +529,7 @@ impl Store {
             let key = (row.experiment.clone(), row.variant.clone(), hour);
             match hours.get_mut(&key) {
                 Some((model, merged)) => {
-                    merge_checked(merged, &metrics)?;
+                    merged.merge(&metrics);
                     if row.model.is_some() {
                         model.clone_from(&row.model);
                     }
@@ -524,6 +548,7 @@ impl Store {
                 *hour,
                 model.as_deref(),
                 metrics,
+                Overflow::Saturate,
             )?;
         }
         let removed = tx
