@@ -840,3 +840,148 @@ fn reads_answer_when_stored_windows_add_up_past_u64() {
             .contains("modelgate_requests_total{")
     );
 }
+
+#[test]
+fn implausible_window_ends_are_refused_and_counted() {
+    let dir = TempDir::new("window-range");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 86_400_000;
+    // Each of these broke a reader or maintenance when stored: bucketing near i64::MIN,
+    // time arithmetic at 4e18, the browser's Date past 8.64e15; and no clock is 1969 or
+    // two days ahead.
+    let bad = [
+        i64::MIN + 60_000,
+        i64::MIN,
+        -1,
+        now + 2 * day,
+        9_000_000_000_000_000,
+        4_000_000_000_000_000_000,
+        i64::MAX,
+    ];
+    for (i, end) in bad.into_iter().enumerate() {
+        let mut r = one_report(&format!("bad-{i}"));
+        r.snapshot.window_start_ms = end.saturating_sub(1000).min(end);
+        r.snapshot.window_end_ms = end;
+        let (code, body) = post(&url, AGENT_TOKEN, "application/json", r.to_json().unwrap());
+        assert_eq!(code, 400, "{end}: {body}");
+        assert!(body.contains("window_out_of_range"), "{end}: {body}");
+    }
+    // The ends of the range are accepted.
+    for (i, end) in [0, now, now + day - 60_000].into_iter().enumerate() {
+        let mut r = one_report(&format!("good-{i}"));
+        r.snapshot.window_start_ms = end;
+        r.snapshot.window_end_ms = end;
+        let (code, body) = post(&url, AGENT_TOKEN, "application/json", r.to_json().unwrap());
+        assert_eq!(code, 202, "{end}: {body}");
+    }
+    let s = status(&url);
+    assert_eq!(s.ingest.accepted, 3);
+    assert_eq!(s.ingest.rejected["window_out_of_range"], bad.len() as u64);
+    // Nothing of the refused reports was stored: reads and maintenance work.
+    let rows = sidecar
+        .store()
+        .windows("ranker", "control", i64::MIN, i64::MAX)
+        .unwrap();
+    assert!(
+        rows.iter()
+            .all(|w| (0..=now + day).contains(&w.bucket_start_ms))
+    );
+    let done = server::maintain_once(sidecar.store(), now);
+    assert!(done.compacted.is_ok() && done.pruned.is_ok(), "{done:?}");
+    let text = admin_get(&url, "/metrics").text().unwrap();
+    assert!(
+        text.contains("modelgate_reports_rejected_total{reason=\"window_out_of_range\"} 7"),
+        "{text}"
+    );
+}
+
+#[test]
+fn maintenance_forgets_report_ids_even_when_compaction_fails() {
+    let dir = TempDir::new("maintenance");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let r = one_report("old-report");
+    let (code, body) = post(&url, AGENT_TOKEN, "application/json", r.to_json().unwrap());
+    assert_eq!(code, 202, "{body}");
+    // A stored minute window that cannot be compacted (as a window near i64::MIN was, or
+    // a corrupt row): compaction fails on it every time.
+    let db = rusqlite::Connection::open(dir.0.join("modelgate.db")).unwrap();
+    db.execute(
+        "INSERT INTO windows (experiment, variant, resolution_ms, bucket_start_ms, model, metrics)
+         VALUES ('ranker', 'control', 60000, 0, NULL, X'FFFF')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    // Eight days later the report id is past the horizon and must be forgotten anyway.
+    let later = r.snapshot.window_end_ms + 8 * 86_400_000;
+    let done = server::maintain_once(sidecar.store(), later);
+    assert!(done.compacted.is_err(), "{done:?}");
+    assert_eq!(done.pruned.unwrap(), 1);
+    // Forgotten: the same id is new again.
+    let (code, body) = post(&url, AGENT_TOKEN, "application/json", r.to_json().unwrap());
+    assert_eq!(code, 202, "{body}");
+}
+
+#[test]
+fn experiment_series_of_far_apart_windows_is_exact() {
+    let dir = TempDir::new("series-range");
+    let mut config = sidecar_config(&dir);
+    // A sidecar whose clock is at 4e18 accepts windows there (as stores written before the
+    // range check may hold them): the series over [now-ish, 4e18] must not overflow.
+    let far = 4_000_000_000_000_000_000i64;
+    config.clock = Arc::new(modelgate::route::ManualClock::new(far));
+    let sidecar = server::spawn(&config).unwrap();
+    let url = sidecar.url();
+    let near = one_report("near");
+    let mut distant = one_report("far");
+    distant.snapshot.window_start_ms = far - 1000;
+    distant.snapshot.window_end_ms = far;
+    let per_report = near
+        .snapshot
+        .experiments
+        .iter()
+        .find(|e| e.name == "ranker")
+        .and_then(|e| e.variants.iter().find(|v| v.name == "control"))
+        .map(|v| v.metrics.requests)
+        .unwrap();
+    assert!(per_report > 0);
+    for r in [&near, &distant] {
+        let (code, body) = post(&url, AGENT_TOKEN, "application/json", r.to_json().unwrap());
+        assert_eq!(code, 202, "{body}");
+    }
+    let r = admin_get(&url, "/v1/experiments/ranker/series?points=7");
+    assert_eq!(r.status().as_u16(), 200);
+    let series: serde_json::Value = r.json().unwrap();
+    let control = series["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["variant"] == "control")
+        .unwrap();
+    let points = control["points"].as_array().unwrap();
+    assert_eq!(points.len(), 7);
+    let ends: Vec<i64> = points
+        .iter()
+        .map(|p| p["end_ms"].as_i64().unwrap())
+        .collect();
+    let requests: Vec<u64> = points
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .collect();
+    assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    assert!(ends[0] > near.snapshot.window_end_ms - 60_000, "{ends:?}");
+    assert_eq!(
+        *ends.last().unwrap(),
+        far - far % 60_000 + 60_000,
+        "{ends:?}"
+    );
+    // Cumulative: the near window from the first look, both at the last.
+    assert!(requests.iter().all(|&n| n >= per_report), "{requests:?}");
+    assert_eq!(*requests.last().unwrap(), 2 * per_report, "{requests:?}");
+}

@@ -562,30 +562,42 @@ fn reports_land_in_the_minute_of_their_window_end() {
         .expect("windows");
     assert_eq!(windowed.len(), 1);
 
-    // Floor, not truncation, before the epoch; and the extreme ends do not panic.
-    let mut early = reports[0].clone();
-    early.report_id = "early".into();
-    early.snapshot.window_start_ms = -120_000;
-    early.snapshot.window_end_ms = -1;
-    store.ingest(&early, T0).expect("negative time");
-    let rows = store
-        .windows("ranker", "control", i64::MIN, 0)
-        .expect("windows");
-    assert_eq!(
-        rows.iter().map(|w| w.bucket_start_ms).collect::<Vec<_>>(),
-        [-60_000]
-    );
-    let mut extreme = reports[0].clone();
-    extreme.report_id = "extreme".into();
-    extreme.snapshot.window_start_ms = i64::MIN;
-    extreme.snapshot.window_end_ms = i64::MIN;
-    assert!(matches!(
-        store.ingest(&extreme, T0),
-        Err(StoreError::Invalid(_))
-    ));
-    extreme.report_id = "extreme-max".into();
-    extreme.snapshot.window_end_ms = i64::MAX;
-    assert_eq!(store.ingest(&extreme, T0).expect("max"), Ingested::Accepted);
+    // Window ends outside the plausible range (before the Unix epoch, more than a day
+    // after the store's clock, the extreme ends) are refused, and nothing is stored.
+    let before = window_rows(&dir.db());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as i64;
+    for (i, end) in [
+        -1,
+        i64::MIN,
+        i64::MIN + 60_000,
+        now + 2 * 86_400_000,
+        i64::MAX,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut extreme = reports[0].clone();
+        extreme.report_id = format!("extreme-{i}");
+        extreme.snapshot.window_start_ms = end;
+        extreme.snapshot.window_end_ms = end;
+        assert!(
+            matches!(
+                store.ingest(&extreme, T0),
+                Err(StoreError::WindowOutOfRange(_))
+            ),
+            "{end}"
+        );
+    }
+    assert_eq!(window_rows(&dir.db()), before);
+    // The epoch itself is accepted.
+    let mut epoch = reports[0].clone();
+    epoch.report_id = "epoch".into();
+    epoch.snapshot.window_start_ms = 0;
+    epoch.snapshot.window_end_ms = 0;
+    assert_eq!(store.ingest(&epoch, T0).expect("epoch"), Ingested::Accepted);
 
     // A variant with nothing recorded leaves no row.
     let mut empty = reports[0].clone();

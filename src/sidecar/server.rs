@@ -2,7 +2,7 @@
 //!
 //! | route | token | what |
 //! |---|---|---|
-//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed or invalid, 401 bad token, 413 oversize, 415 unknown content type, 503 store failure |
+//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 413 oversize, 415 unknown content type, 503 store failure |
 //! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
 //! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
@@ -89,17 +89,19 @@ enum Rejection {
     Malformed,
     UnsupportedMediaType,
     Invalid,
+    WindowOutOfRange,
     Version,
     StoreError,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 7] = [
+    const ALL: [Rejection; 8] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Malformed,
         Rejection::UnsupportedMediaType,
         Rejection::Invalid,
+        Rejection::WindowOutOfRange,
         Rejection::Version,
         Rejection::StoreError,
     ];
@@ -111,6 +113,7 @@ impl Rejection {
             Rejection::Malformed => "malformed",
             Rejection::UnsupportedMediaType => "unsupported_media_type",
             Rejection::Invalid => "invalid",
+            Rejection::WindowOutOfRange => "window_out_of_range",
             Rejection::Version => "version",
             Rejection::StoreError => "store_error",
         }
@@ -120,9 +123,10 @@ impl Rejection {
         match self {
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Malformed | Rejection::Invalid | Rejection::Version => {
-                StatusCode::BAD_REQUEST
-            }
+            Rejection::Malformed
+            | Rejection::Invalid
+            | Rejection::WindowOutOfRange
+            | Rejection::Version => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::StoreError => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -279,25 +283,47 @@ pub const REPORT_ID_HORIZON_MS: i64 = 7 * 24 * super::store::HOUR_MS;
 /// Minute windows older than this are compacted to hours.
 pub const COMPACT_AFTER_MS: i64 = 2 * super::store::HOUR_MS;
 
-/// Compacts old windows and forgets old report ids, every ten minutes.
+/// What one maintenance pass did: each part's outcome on its own.
+#[derive(Debug)]
+pub struct Maintenance {
+    /// Minute windows compacted into hours, or why compaction failed.
+    pub compacted: Result<usize, StoreError>,
+    /// Report ids forgotten, or why pruning failed.
+    pub pruned: Result<usize, StoreError>,
+}
+
+/// One maintenance pass at `now_ms`: compacts minute windows older than
+/// [`COMPACT_AFTER_MS`] and forgets report ids older than [`REPORT_ID_HORIZON_MS`]. The two
+/// are independent: pruning runs even when compaction fails (a stored window that cannot
+/// be compacted must not keep report ids forever), and both outcomes are returned.
+pub fn maintain_once(store: &Store, now_ms: i64) -> Maintenance {
+    Maintenance {
+        compacted: store.compact(now_ms.saturating_sub(COMPACT_AFTER_MS)),
+        pruned: store.prune_report_ids(now_ms.saturating_sub(REPORT_ID_HORIZON_MS)),
+    }
+}
+
+/// Runs [`maintain_once`] every ten minutes and logs each part's outcome.
 async fn maintain(store: Arc<Store>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tick.tick().await;
         let store = store.clone();
         let now = now_ms();
-        let done = blocking(move || {
-            let compacted = store.compact(now - COMPACT_AFTER_MS)?;
-            let pruned = store.prune_report_ids(now - REPORT_ID_HORIZON_MS)?;
-            Ok((compacted, pruned))
-        })
-        .await;
-        match done {
-            Ok((compacted, pruned)) if compacted + pruned > 0 => tracing::info!(
-                "maintenance: {compacted} minute windows compacted, {pruned} report ids forgotten"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("maintenance failed: {e}"),
+        let done = tokio::task::spawn_blocking(move || maintain_once(&store, now)).await;
+        let Ok(done) = done else {
+            tracing::warn!("maintenance task failed");
+            continue;
+        };
+        match done.compacted {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("maintenance: {n} minute windows compacted"),
+            Err(e) => tracing::warn!("maintenance: compaction failed: {e}"),
+        }
+        match done.pruned {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("maintenance: {n} report ids forgotten"),
+            Err(e) => tracing::warn!("maintenance: report id pruning failed: {e}"),
         }
     }
 }
@@ -626,6 +652,9 @@ async fn post_report(
         // The report itself is unusable (a window or counter out of range): retrying the
         // same bytes cannot help, so it is a 400.
         Ok(Err(StoreError::Invalid(reason))) => reject(&state, Rejection::Invalid, reason),
+        Ok(Err(StoreError::WindowOutOfRange(reason))) => {
+            reject(&state, Rejection::WindowOutOfRange, reason)
+        }
         Ok(Err(e)) => {
             tracing::error!("ingest failed: {e}");
             reject(&state, Rejection::StoreError, e.to_string())

@@ -436,10 +436,7 @@ pub fn experiment_series(
             .rev()
             .map(|k| now_ms.saturating_sub(k.saturating_mul(step)))
             .collect(),
-        None if first <= last => {
-            let span = (last - first).max(1);
-            (1..=points).map(|k| first + span * k / points).collect()
-        }
+        None if first <= last => evenly_spaced_ends(first, last, points),
         None => Vec::new(),
     };
     // One mixing variance for all looks and variants (it must not change between looks):
@@ -488,6 +485,20 @@ pub fn experiment_series(
         relative_effect: RELATIVE_EFFECT,
         variants: out,
     })
+}
+
+/// `points` look ends spread evenly over `(first, last]`, the last one at `last` (at
+/// `first + 1` for an empty span). Computed in `i128`, so no span between two `i64` times
+/// overflows and every end stays within `[first, last.max(first + 1)]`.
+fn evenly_spaced_ends(first: i64, last: i64, points: i64) -> Vec<i64> {
+    let span = (i128::from(last) - i128::from(first)).max(1);
+    let points = points.max(1);
+    (1..=points)
+        .map(|k| {
+            let end = i128::from(first) + span * i128::from(k) / i128::from(points);
+            i64::try_from(end).unwrap_or(i64::MAX)
+        })
+        .collect()
 }
 
 /// Adds the counters and outcomes of `from` to `into` (sketches are not needed here, so

@@ -59,7 +59,11 @@
 //! # Buckets
 //!
 //! A report lands in the minute bucket of its window *end*
-//! (`floor(window_end_ms / 60 000) · 60 000`). [`Store::compact`] later merges whole hours of
+//! (`floor(window_end_ms / 60 000) · 60 000`). [`Store::ingest`] refuses
+//! ([`StoreError::WindowOutOfRange`]) a window end before [`EARLIEST_WINDOW_END_MS`] (the
+//! Unix epoch) or more than [`MAX_WINDOW_AHEAD_MS`] (one day) after the store's clock:
+//! such times are no agent's clock, and stored they broke compaction, time arithmetic and
+//! the dashboard's charts. [`Store::compact`] later merges whole hours of
 //! minute rows into hour rows; [`Store::totals`] merges rows of any resolution, so totals
 //! over all time do not change when compacting.
 
@@ -95,6 +99,13 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub const MINUTE_MS: i64 = 60_000;
 /// Resolution of compacted buckets: one hour.
 pub const HOUR_MS: i64 = 3_600_000;
+
+/// Earliest window end a report may carry: the Unix epoch (1970-01-01T00:00:00Z). Earlier
+/// times are no agent's clock, and far-off ones break bucketing and time arithmetic.
+pub const EARLIEST_WINDOW_END_MS: i64 = 0;
+/// How far past the store's clock a report's window end may be: one day (agents' clocks
+/// drift, but not by days; later times would also pass what a browser can draw).
+pub const MAX_WINDOW_AHEAD_MS: i64 = 24 * HOUR_MS;
 
 /// How long a statement waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,6 +148,10 @@ pub enum StoreError {
     /// A request the store refuses (unknown model, bad alias, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A report whose window ends outside the plausible range
+    /// ([`EARLIEST_WINDOW_END_MS`], the store's clock plus [`MAX_WINDOW_AHEAD_MS`]).
+    #[error("{0}")]
+    WindowOutOfRange(String),
 }
 
 /// What ingesting a report did.

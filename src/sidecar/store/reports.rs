@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{HOUR_MS, Ingested, MINUTE_MS, Store, StoreError, audit, begin, count_from_sql};
+use super::{
+    EARLIEST_WINDOW_END_MS, HOUR_MS, Ingested, MAX_WINDOW_AHEAD_MS, MINUTE_MS, Store, StoreError,
+    audit, begin, count_from_sql,
+};
 use crate::metrics::{Rejections, VariantMetrics};
 use crate::wire::Report;
 
@@ -258,15 +261,23 @@ impl Store {
     /// validates the report first ([`Report::validate`]).
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] when a stored bucket does not decode,
-    /// [`StoreError::Invalid`] when the window end is out of range or a counter would
-    /// overflow, SQLite's error otherwise; on any error nothing is committed.
+    /// [`StoreError::WindowOutOfRange`] when the window ends before
+    /// [`EARLIEST_WINDOW_END_MS`] or more than [`MAX_WINDOW_AHEAD_MS`] after the store's
+    /// clock, [`StoreError::Corrupt`] when a stored bucket does not decode,
+    /// [`StoreError::Invalid`] when a counter of its bucket would overflow, SQLite's error
+    /// otherwise; on any error nothing is committed.
     pub fn ingest(&self, report: &Report, received_ms: i64) -> Result<Ingested, StoreError> {
-        let bucket = bucket_start(report.snapshot.window_end_ms, MINUTE_MS).ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "window end {} is out of range",
-                report.snapshot.window_end_ms
-            ))
+        let end = report.snapshot.window_end_ms;
+        let latest = self.now_ms().saturating_add(MAX_WINDOW_AHEAD_MS);
+        if !(EARLIEST_WINDOW_END_MS..=latest).contains(&end) {
+            return Err(StoreError::WindowOutOfRange(format!(
+                "window end {end} ms is outside the accepted range \
+                 [{EARLIEST_WINDOW_END_MS}, {latest}] (the Unix epoch to one day after the \
+                 sidecar's clock)"
+            )));
+        }
+        let bucket = bucket_start(end, MINUTE_MS).ok_or_else(|| {
+            StoreError::WindowOutOfRange(format!("window end {end} ms is out of range"))
         })?;
         let mut conn = self.lock();
         let tx = begin(&mut conn)?;
