@@ -985,3 +985,83 @@ fn experiment_series_of_far_apart_windows_is_exact() {
     assert!(requests.iter().all(|&n| n >= per_report), "{requests:?}");
     assert_eq!(*requests.last().unwrap(), 2 * per_report, "{requests:?}");
 }
+
+#[test]
+fn control_documents_agents_would_refuse_are_a_400() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = TempDir::new("control-limits");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let etag = |url: &str| {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{url}/v1/control"))
+            .bearer_auth(AGENT_TOKEN)
+            .send()
+            .unwrap();
+        let bytes = r.bytes().unwrap();
+        // What an agent does with it: decode with the default limits.
+        modelgate::wire::Control::decode(
+            "application/json",
+            &bytes,
+            &modelgate::wire::WireLimits::default(),
+        )
+        .unwrap()
+        .etag
+    };
+    let before = etag(&url);
+    let two = |experiment: &str, variant: &str, model: Option<&str>| {
+        serde_json::json!({"experiments": [{"name": experiment, "variants": [
+            {"name": variant, "model": model}, {"name": "b"}]}]})
+    };
+    let long = "e".repeat(300);
+    let cases = [
+        // The reviewer's document: an empty reference was a 503 store_error.
+        (
+            serde_json::json!({"experiments": two("x", "a", None),
+                "models": {"x/a": {"reference": ""}}}),
+            "model reference must be 1 to 256 bytes, got 0",
+        ),
+        (
+            serde_json::json!({"experiments": two("x", "a", None),
+                "models": {"x/a": {"reference": long}}}),
+            "model reference must be 1 to 256 bytes, got 300",
+        ),
+        (
+            serde_json::json!({"experiments": two(&long, "a", None)}),
+            "experiment name must be 1 to 256 bytes, got 300",
+        ),
+        (
+            serde_json::json!({"experiments": two("x", &long, None)}),
+            "variant name must be 1 to 256 bytes, got 300",
+        ),
+        (
+            serde_json::json!({"experiments": two("x", "a", Some(&long))}),
+            "variant model must be 1 to 256 bytes, got 300",
+        ),
+    ];
+    for (body, reason) in cases {
+        let (code, answer) = put_control(&url, &body);
+        assert_eq!(code, 400, "{body}: {answer}");
+        assert_eq!(answer["error"], "invalid", "{answer}");
+        let got = answer["reason"].as_str().unwrap();
+        assert!(got.contains(reason), "{got}");
+        assert!(!got.contains("report"), "{got}");
+    }
+    // Nothing changed, and what is served still decodes for agents.
+    assert_eq!(etag(&url), before);
+    // Names at the limit are fine (a model key `experiment/variant` is one name too).
+    let at_limit = "n".repeat(256);
+    let (code, answer) = put_control(
+        &url,
+        &serde_json::json!({"experiments": two(&at_limit, &at_limit, Some(&at_limit))}),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let (e, v) = ("e".repeat(127), "v".repeat(128));
+    let (code, answer) = put_control(
+        &url,
+        &serde_json::json!({"experiments": two(&e, &v, None),
+            "models": {format!("{e}/{v}"): {"reference": at_limit}}}),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_ne!(etag(&url), before);
+}

@@ -235,7 +235,7 @@ fn control_round_trips_and_rejects_bad_configs() {
     bad.experiments.experiments[0].variants[0].weight = Some(-1.0);
     assert!(matches!(
         Control::decode(CONTENT_TYPE_JSON, &bad.to_json().expect("json"), &limits),
-        Err(WireError::Invalid(_))
+        Err(WireError::InvalidControl(_))
     ));
 }
 

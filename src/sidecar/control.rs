@@ -12,7 +12,10 @@ use axum::body::Bytes;
 
 use super::store::{DecisionCommit, Store, StoreError};
 use crate::route::RouterConfig;
-use crate::wire::{Control, ModelAssignment, WIRE_VERSION, WireError};
+use crate::wire::{
+    CONTENT_TYPE_CONTROL, CONTENT_TYPE_JSON, Control, ModelAssignment, WIRE_VERSION, WireError,
+    WireLimits,
+};
 
 /// The control document with its encodings, made once per change.
 #[derive(Debug)]
@@ -32,6 +35,25 @@ impl ControlDoc {
             binary: control.to_binary()?.into(),
             control,
         })
+    }
+
+    /// Checks that agents accept both encodings: they decode them with
+    /// [`WireLimits::default`], the limits ingest also checks their reports' names with, so
+    /// a document served past them would make every agent refuse it (and its reports).
+    fn check_for_agents(&self) -> Result<(), ControlError> {
+        let limits = WireLimits::default();
+        for (content_type, bytes) in [
+            (CONTENT_TYPE_JSON, &self.json),
+            (CONTENT_TYPE_CONTROL, &self.binary),
+        ] {
+            Control::decode(content_type, bytes, &limits).map_err(|e| {
+                ControlError::Invalid(match e {
+                    WireError::InvalidControl(reason) => reason,
+                    other => other.to_string(),
+                })
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +144,9 @@ impl ControlPlane {
             }
             None => {
                 let control = make_control(initial.clone(), BTreeMap::new());
+                ControlDoc::new(control.clone())
+                    .map_err(|e| ControlError::Invalid(e.to_string()))?
+                    .check_for_agents()?;
                 store.save_control(&control, "config-file")?;
                 control
             }
@@ -143,8 +168,13 @@ impl ControlPlane {
     /// Replaces experiments and models (validated, saved, then served). Returns the
     /// document and whether it changed. Blocking: call it off the async workers.
     ///
+    /// The document must be one agents accept: its config compiles, every model key names
+    /// a variant, and its names and encodings are within [`WireLimits::default`] (what
+    /// agents decode control documents with, and ingest checks their reports against).
+    ///
     /// # Errors
-    /// [`ControlError`].
+    /// [`ControlError::Invalid`] saying what is wrong, [`ControlError::Store`] when the store
+    /// fails.
     pub fn replace(
         &self,
         experiments: RouterConfig,
@@ -155,6 +185,7 @@ impl ControlPlane {
         let control = make_control(experiments, models);
         let doc =
             ControlDoc::new(control.clone()).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        doc.check_for_agents()?;
         let _writer = self
             .writes
             .lock()

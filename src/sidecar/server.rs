@@ -745,9 +745,9 @@ async fn put_control(
             axum::Json(serde_json::json!({"etag": control.etag, "changed": changed}))
                 .into_response()
         }
-        Ok(Err(ControlError::Invalid(reason))) => {
-            problem(StatusCode::BAD_REQUEST, "invalid", reason)
-        }
+        Ok(Err(
+            ControlError::Invalid(reason) | ControlError::Store(StoreError::Invalid(reason)),
+        )) => problem(StatusCode::BAD_REQUEST, "invalid", reason),
         Ok(Err(e)) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_error",

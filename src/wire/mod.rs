@@ -92,9 +92,12 @@ pub enum WireError {
         /// The version found.
         found: u32,
     },
-    /// A value breaks a rule.
+    /// A value of a report breaks a rule.
     #[error("invalid report: {0}")]
     Invalid(String),
+    /// A value of a control document breaks a rule.
+    #[error("invalid control document: {0}")]
+    InvalidControl(String),
 }
 
 /// One agent's report of one window.
@@ -590,18 +593,63 @@ impl Control {
         } else {
             decode(content_type, CONTENT_TYPE_CONTROL, bytes, limits)?
         };
-        if control.version != WIRE_VERSION {
+        control.validate(limits)?;
+        Ok(control)
+    }
+
+    /// Checks every rule a control document must satisfy under `limits`: the version, the
+    /// etag, every experiment, variant and model name, model key and reference within
+    /// `max_name_bytes` (the names agents then put in their reports, which ingest checks
+    /// against the same limits), at most `max_experiments` experiments of at most
+    /// `max_variants` variants each, and a config that compiles.
+    ///
+    /// # Errors
+    /// [`WireError::Version`] or [`WireError::InvalidControl`] saying what is wrong.
+    pub fn validate(&self, limits: &WireLimits) -> Result<(), WireError> {
+        if self.version != WIRE_VERSION {
             return Err(WireError::Version {
-                found: control.version,
+                found: self.version,
             });
         }
-        check_name("etag", &control.etag, limits)?;
-        crate::route::Router::new(control.experiments.clone())
+        self.check(limits).map_err(|e| match e {
+            WireError::Invalid(reason) => WireError::InvalidControl(reason),
+            other => other,
+        })
+    }
+
+    fn check(&self, limits: &WireLimits) -> Result<(), WireError> {
+        check_name("etag", &self.etag, limits)?;
+        let experiments = &self.experiments.experiments;
+        if experiments.len() > limits.max_experiments {
+            return Err(WireError::Invalid(format!(
+                "{} experiments, limit {}",
+                experiments.len(),
+                limits.max_experiments
+            )));
+        }
+        for e in experiments {
+            check_name("experiment name", &e.name, limits)?;
+            if e.variants.len() > limits.max_variants {
+                return Err(WireError::Invalid(format!(
+                    "experiment `{}`: {} variants, limit {}",
+                    e.name,
+                    e.variants.len(),
+                    limits.max_variants
+                )));
+            }
+            for v in &e.variants {
+                check_name("variant name", &v.name, limits)?;
+                if let Some(model) = &v.model {
+                    check_name("variant model", model, limits)?;
+                }
+            }
+        }
+        crate::route::Router::new(self.experiments.clone())
             .map_err(|e| WireError::Invalid(e.to_string()))?;
-        for (key, model) in &control.models {
+        for (key, model) in &self.models {
             check_name("model key", key, limits)?;
             check_name("model reference", &model.reference, limits)?;
         }
-        Ok(control)
+        Ok(())
     }
 }

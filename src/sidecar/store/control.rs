@@ -136,7 +136,7 @@ pub(super) fn prepare_control(
         .to_json()
         .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
     Control::decode(CONTENT_TYPE_JSON, &json, &stored_limits())
-        .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let text = String::from_utf8(json)
         .map_err(|e| StoreError::Invalid(format!("control document: {e}")))?;
     let experiments: Vec<&str> = control
