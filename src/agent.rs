@@ -501,14 +501,16 @@ impl<M: Send + Sync + 'static> Agent<M> {
     /// Records a labelled example for retraining: the numeric features in schema order and
     /// the label that arrived (0/1 for binary labels). It travels in the next report; the
     /// sidecar counts it for the volume trigger and keeps it as training data. A row of
-    /// the wrong length or with a non-finite value is rejected and counted. Takes a short
+    /// the wrong length is rejected and counted as a schema mismatch; one with a value that
+    /// is not finite or whose magnitude is over [`crate::wire::MAX_LABELLED_VALUE`] (which
+    /// the sidecar would refuse) as a non-finite value. Takes a short
     /// lock: call it where labels arrive, not on the latency-critical path.
     pub fn record_labelled(&self, features: &[f64], label: f64) {
         if features.len() != self.features.len() {
             self.metrics.reject(Rejection::SchemaMismatch);
             return;
         }
-        if !label.is_finite() || features.iter().any(|v| !v.is_finite()) {
+        if !crate::wire::labelled_values_usable(features, label) {
             self.metrics.reject(Rejection::NonFinite);
             return;
         }

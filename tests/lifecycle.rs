@@ -777,3 +777,72 @@ fn performance_triggers_on_a_floor_and_on_a_drop_since_promotion() {
         "{firings:?}"
     );
 }
+
+#[test]
+fn one_huge_labelled_record_does_not_block_retraining() {
+    let s = setup("huge-record", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    s.clock.set(s.clock.now_unix_ms() + 100 * HALF_HOUR_MS);
+    let huge = [1e308, 1e308, -1e308, 1e308, 1e308];
+    // Agents refuse such a record when it is recorded (counted as a non-finite value)...
+    let agent = Agent::<u8>::builder()
+        .experiments_toml(ELEC_EXPERIMENTS)
+        .unwrap()
+        .features(
+            FEATURES
+                .iter()
+                .map(|f| Feature {
+                    name: f.to_string(),
+                    kind: FeatureKind::Numeric,
+                })
+                .collect(),
+        )
+        .clock(s.clock.clone())
+        .build()
+        .unwrap();
+    agent.record_labelled(&huge, 1.0);
+    agent.record_labelled(&[0.5, 0.4, 0.003, 0.42, 0.41], 1.0);
+    let mut snapshot = agent.snapshot();
+    assert_eq!(snapshot.rejections.non_finite_value, 1);
+    assert_eq!(snapshot.labelled.records.len(), 1);
+    // ... and the sidecar refuses a report that carries one. Every sign pattern of ±1e308
+    // over the five features: for any model with two features of nonzero weight, one of
+    // them scores +inf − inf, a NaN prediction.
+    for signs in 0..32u32 {
+        let features = (0..5)
+            .map(|j| if signs >> j & 1 == 1 { -1e308 } else { 1e308 })
+            .collect();
+        snapshot.labelled.seen += 1;
+        snapshot
+            .labelled
+            .records
+            .push(modelgate::agent::LabelledRecord {
+                at_ms: s.clock.now_unix_ms(),
+                features,
+                label: 1.0,
+            });
+    }
+    let report = Report::new("agent-1", "huge", snapshot);
+    let err = report
+        .validate(&modelgate::wire::WireLimits::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("magnitude"), "{err}");
+    // A store written before that check holds it (the store takes what it is given): the
+    // record is in the holdout (it is the latest) and is left out, counted, instead of
+    // failing every evaluation.
+    s.store.ingest(&report, s.clock.now_unix_ms()).unwrap();
+    s.trainer.use_features(&FEATURES);
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "succeeded", "{outcome:?}");
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    let loading = run.steps.iter().find(|x| x.name == "loading").unwrap();
+    assert_eq!(loading.detail["rows_from_agents"], 33, "{}", loading.detail);
+    assert_eq!(
+        loading.detail["agent_records_unusable"], 32,
+        "{}",
+        loading.detail
+    );
+}

@@ -1065,3 +1065,36 @@ fn control_documents_agents_would_refuse_are_a_400() {
     assert_eq!(code, 200, "{answer}");
     assert_ne!(etag(&url), before);
 }
+
+#[test]
+fn labelled_records_beyond_the_magnitude_limit_are_refused() {
+    let dir = TempDir::new("labelled-range");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let with = |id: &str, value: f64| {
+        let mut r = one_report(id);
+        r.snapshot.labelled.seen = 1;
+        r.snapshot.labelled.records = vec![modelgate::agent::LabelledRecord {
+            at_ms: r.snapshot.window_end_ms,
+            features: vec![value, 0.5, -value],
+            label: 1.0,
+        }];
+        r.to_json().unwrap()
+    };
+    // Finite but huge: a model evaluated on it overflows, and stored records stay.
+    let (code, body) = post(&url, AGENT_TOKEN, "application/json", with("huge", 1e308));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("magnitude"), "{body}");
+    let (code, body) = post(&url, AGENT_TOKEN, "application/json", with("limit", 1e15));
+    assert_eq!(code, 202, "{body}");
+    let s = status(&url);
+    assert_eq!(s.ingest.rejected["invalid"], 1);
+    assert_eq!(
+        sidecar
+            .store()
+            .labelled_records(i64::MIN, i64::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -211,7 +211,8 @@ pub struct Rejections {
     pub unknown_experiment: u64,
     /// A variant name or id the experiment does not have.
     pub unknown_variant: u64,
-    /// A NaN or infinite value.
+    /// A NaN or infinite value (or a labelled record's value over
+    /// [`crate::wire::MAX_LABELLED_VALUE`] in magnitude).
     pub non_finite_value: u64,
     /// More recording threads than the shard limit, or a variant id past the variant limit.
     pub over_limit: u64,

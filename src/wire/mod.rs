@@ -219,6 +219,19 @@ fn check_name(what: &str, name: &str, limits: &WireLimits) -> Result<(), WireErr
 pub const MAX_COUNT: u64 = 1 << 48;
 /// Largest magnitude of a continuous outcome's mean (so merged moments stay finite).
 pub const MAX_OUTCOME_MEAN: f64 = 1e15;
+/// Largest magnitude of a labelled record's feature value or label. Larger finite values
+/// (`1e308`) make a model trained or evaluated on the record overflow to infinity, and the
+/// sidecar keeps labelled records as training data for good: agents refuse them when
+/// recorded and ingest refuses a report that carries one.
+pub const MAX_LABELLED_VALUE: f64 = 1e15;
+
+/// Whether `features` and `label` are finite and within [`MAX_LABELLED_VALUE`].
+#[must_use]
+pub fn labelled_values_usable(features: &[f64], label: f64) -> bool {
+    std::iter::once(&label)
+        .chain(features)
+        .all(|v| v.is_finite() && v.abs() <= MAX_LABELLED_VALUE)
+}
 
 fn check_metrics(at: &str, m: &VariantMetrics, limits: &WireLimits) -> Result<(), WireError> {
     let counts = [
@@ -362,10 +375,11 @@ impl Report {
                         .into(),
                 ));
             }
-            if !r.label.is_finite() || r.features.iter().any(|v| !v.is_finite()) {
-                return Err(WireError::Invalid(
-                    "labelled records must hold finite numbers".into(),
-                ));
+            if !labelled_values_usable(&r.features, r.label) {
+                return Err(WireError::Invalid(format!(
+                    "labelled records must hold finite numbers of magnitude at most \
+                     {MAX_LABELLED_VALUE:e}"
+                )));
             }
         }
         let s = &self.snapshot;

@@ -1085,7 +1085,7 @@ impl Lifecycle {
                 .labelled_records(i64::MIN, now)
                 .map_err(|e| e.to_string())?;
             let agents = shipped.len();
-            let all = with_records(&all, &shipped)?;
+            let (all, unusable) = with_records(&all, &shipped)?;
             let upto = rebuild(&all, |_, t| (t <= now).then_some(t))?;
             let upto = match self.config.training_window {
                 Some(n) if upto.len() > n => {
@@ -1098,6 +1098,7 @@ impl Lifecycle {
             let detail = serde_json::json!({
                 "rows": upto.len(),
                 "rows_from_agents": agents,
+                "agent_records_unusable": unusable,
                 "train_rows": train.len(),
                 "holdout_rows": holdout.len(),
                 "range": upto.range(),
@@ -2118,22 +2119,27 @@ pub fn reference_profile(data: &TrainingData) -> Vec<(String, FeatureProfile)> {
     profiles
 }
 
-/// `data` with the agents' labelled records added (those of another width are left out).
+/// `data` with the agents' labelled records added, and how many were left out: those of
+/// another width, with a label not of the label's kind, or with a value that is not
+/// finite or over [`crate::wire::MAX_LABELLED_VALUE`] in magnitude (stored before ingest
+/// refused them: one such record in the holdout made every evaluation fail).
 fn with_records(
     data: &TrainingData,
     records: &[crate::agent::LabelledRecord],
-) -> Result<TrainingData, String> {
+) -> Result<(TrainingData, usize), String> {
     let width = data.features().len();
     let usable: Vec<&crate::agent::LabelledRecord> = records
         .iter()
         .filter(|r| r.features.len() == width)
+        .filter(|r| crate::wire::labelled_values_usable(&r.features, r.label))
         .filter(|r| match data.label().kind {
             crate::artifact::LabelKind::Binary => r.label == 0.0 || r.label == 1.0,
-            crate::artifact::LabelKind::Continuous => r.label.is_finite(),
+            crate::artifact::LabelKind::Continuous => true,
         })
         .collect();
+    let unusable = records.len() - usable.len();
     if usable.is_empty() {
-        return Ok(data.clone());
+        return Ok((data.clone(), unusable));
     }
     let mut rows: Vec<Vec<f64>> = data.rows().map(<[f64]>::to_vec).collect();
     let mut labels = data.labels().to_vec();
@@ -2143,14 +2149,15 @@ fn with_records(
         labels.push(r.label);
         timestamps.push(r.at_ms);
     }
-    TrainingData::new(
+    let data = TrainingData::new(
         data.features().to_vec(),
         data.label().clone(),
         rows,
         labels,
         timestamps,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    Ok((data, unusable))
 }
 
 /// A copy of `data` keeping row `i` with timestamp `keep(i, t)` when it is `Some`.
