@@ -1098,3 +1098,38 @@ fn labelled_records_beyond_the_magnitude_limit_are_refused() {
         1
     );
 }
+
+#[test]
+fn experiment_series_pools_huge_outcome_counts_without_wrapping() {
+    let dir = TempDir::new("series-moments");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let base = one_report("base");
+    let end = base.snapshot.window_end_ms;
+    // Two stored minutes whose continuous outcome counts add up past u64::MAX (the
+    // series pools every window's outcomes for its mixing variance).
+    for i in 0..2i64 {
+        let mut r = base.clone();
+        r.report_id = format!("moments-{i}");
+        r.snapshot.window_end_ms = end - i * 60_000;
+        for e in &mut r.snapshot.experiments {
+            for v in &mut e.variants {
+                v.metrics.binary = Default::default();
+                v.metrics.outcome.count = u64::MAX / 2 + 1;
+                v.metrics.outcome.mean = 2.0 + i as f64;
+                v.metrics.outcome.m2 = 1e18;
+            }
+        }
+        sidecar.store().ingest(&r, end).unwrap();
+    }
+    let r = admin_get(&url, "/v1/experiments/ranker/series?points=3");
+    assert_eq!(r.status().as_u16(), 200);
+    let series: serde_json::Value = r.json().unwrap();
+    for v in series["variants"].as_array().unwrap() {
+        let last = v["points"].as_array().unwrap().last().unwrap().clone();
+        // Saturated, not wrapped to 0: the count and the mean of both windows.
+        assert_eq!(last["n"].as_u64(), Some(u64::MAX), "{last}");
+        let mean = last["mean"].as_f64().unwrap();
+        assert!((mean - 2.5).abs() < 1e-9, "{last}");
+    }
+}
