@@ -130,13 +130,13 @@ enum Overflow {
     Saturate,
 }
 
-/// Merges `metrics` (and `model`, when set) into one bucket row, creating it if needed.
+/// Merges `metrics` (and `model`, when set) into one bucket row, `(resolution_ms,
+/// bucket_start_ms)`, creating it if needed.
 fn merge_into_bucket(
     conn: &Connection,
     experiment: &str,
     variant: &str,
-    resolution_ms: i64,
-    bucket_start_ms: i64,
+    (resolution_ms, bucket_start_ms): (i64, i64),
     model: Option<&str>,
     metrics: &VariantMetrics,
     overflow: Overflow,
@@ -301,8 +301,7 @@ impl Store {
                     &tx,
                     &experiment.name,
                     &variant.name,
-                    MINUTE_MS,
-                    bucket,
+                    (MINUTE_MS, bucket),
                     variant.model.as_deref(),
                     &variant.metrics,
                     Overflow::Refuse,
@@ -555,8 +554,7 @@ impl Store {
                 &tx,
                 experiment,
                 variant,
-                HOUR_MS,
-                *hour,
+                (HOUR_MS, *hour),
                 model.as_deref(),
                 metrics,
                 Overflow::Saturate,
