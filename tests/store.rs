@@ -1534,3 +1534,39 @@ fn totals_and_compaction_saturate_instead_of_failing_on_huge_sums() {
         .expect("control");
     assert_eq!(c.metrics.requests, half);
 }
+
+#[test]
+fn compaction_leaves_minutes_that_have_no_hour_bucket() {
+    let dir = TempDir::new("ancient");
+    let store = open(&dir.db());
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = agent(&clock);
+    let r = report(&a, &clock, "agent-1", "r-1", 0, 100, T0 + 1_000);
+    store.ingest(&r, T0).expect("ingest");
+    // A store written before ingest refused such windows: a minute row near i64::MIN, in
+    // the partial hour that has no hour bucket (it failed every compaction).
+    let end = i64::MIN + 60_000;
+    let ancient = end - end.rem_euclid(MINUTE_MS);
+    let raw = rusqlite::Connection::open(dir.db()).expect("raw open");
+    raw.execute(
+        "INSERT INTO windows (experiment, variant, resolution_ms, bucket_start_ms, model, metrics)
+         SELECT experiment, variant, resolution_ms, ?1, model, metrics FROM windows",
+        [ancient],
+    )
+    .expect("copy");
+    drop(raw);
+    let rows = window_rows(&dir.db());
+    let removed = store.compact(T0 + 2 * HOUR_MS).expect("compacts");
+    assert_eq!(removed as i64 * 2, rows, "the T0 minutes are compacted");
+    let kept = store
+        .windows("ranker", "control", i64::MIN, T0)
+        .expect("windows");
+    assert_eq!(
+        kept.iter()
+            .map(|w| (w.bucket_start_ms, w.resolution_ms))
+            .collect::<Vec<_>>(),
+        [(ancient, MINUTE_MS)]
+    );
+    // And again: nothing left to do, no error.
+    assert_eq!(store.compact(T0 + 2 * HOUR_MS).expect("again"), 0);
+}

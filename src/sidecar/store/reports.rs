@@ -505,7 +505,9 @@ impl Store {
     /// after an earlier compaction) is merged into, not replaced. Totals over any range of
     /// whole hours are unchanged (counters exactly; sketches within their error bound). A
     /// counter of an hour that passes `u64::MAX` saturates there, as [`Store::totals`] does,
-    /// so compaction never fails on valid stored data.
+    /// so compaction never fails on valid stored data. Minute rows in the first, partial
+    /// hour of `i64` time (which has no hour bucket; ingest now refuses such windows, older
+    /// stores may hold them) are left as they are instead of failing every compaction.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when a stored bucket does not decode; then nothing changes.
@@ -514,16 +516,18 @@ impl Store {
         let Some(cutoff) = bucket_start(older_than_ms, HOUR_MS) else {
             return Ok(0);
         };
+        // The first whole hour of i64 time: earlier minutes have no hour bucket.
+        let first_hour = i64::MIN + (HOUR_MS - i64::MIN.rem_euclid(HOUR_MS)) % HOUR_MS;
         let mut conn = self.lock();
         let tx = begin(&mut conn)?;
         let minutes: Vec<StoredWindow> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT experiment, variant, resolution_ms, bucket_start_ms, model, metrics
                  FROM windows
-                 WHERE resolution_ms = ?1 AND bucket_start_ms < ?2
+                 WHERE resolution_ms = ?1 AND bucket_start_ms >= ?3 AND bucket_start_ms < ?2
                  ORDER BY experiment, variant, bucket_start_ms",
             )?;
-            let rows = stmt.query_map(params![MINUTE_MS, cutoff], read_window)?;
+            let rows = stmt.query_map(params![MINUTE_MS, cutoff, first_hour], read_window)?;
             rows.collect::<Result<_, _>>()?
         };
         // (experiment, variant, hour) → (latest model, merged metrics), in key order.
@@ -562,9 +566,10 @@ impl Store {
         }
         let removed = tx
             .prepare_cached(
-                "DELETE FROM windows WHERE resolution_ms = ?1 AND bucket_start_ms < ?2",
+                "DELETE FROM windows
+                 WHERE resolution_ms = ?1 AND bucket_start_ms >= ?3 AND bucket_start_ms < ?2",
             )?
-            .execute(params![MINUTE_MS, cutoff])?;
+            .execute(params![MINUTE_MS, cutoff, first_hour])?;
         tx.commit()?;
         Ok(removed)
     }
