@@ -848,3 +848,67 @@ echo '{{"auc": "high"}}' > "$MODELGATE_METRICS""#
         "{result:?}"
     );
 }
+
+/// `data` with one row per sign pattern of ±1e308 over its features added at the end
+/// (finite values whose linear score overflows for any model with two nonzero weights).
+fn with_extreme_rows(data: &TrainingData) -> TrainingData {
+    let width = data.features().len();
+    let mut rows: Vec<Vec<f64>> = data.rows().map(<[f64]>::to_vec).collect();
+    let mut labels = data.labels().to_vec();
+    let mut timestamps = data.timestamps().to_vec();
+    let last = *timestamps.last().unwrap();
+    for signs in 0..(1u32 << width.min(5)) {
+        rows.push(
+            (0..width)
+                .map(|j| {
+                    if signs >> (j % 5) & 1 == 1 {
+                        -1e308
+                    } else {
+                        1e308
+                    }
+                })
+                .collect(),
+        );
+        labels.push(1.0);
+        timestamps.push(last + 1);
+    }
+    TrainingData::new(
+        data.features().to_vec(),
+        data.label().clone(),
+        rows,
+        labels,
+        timestamps,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_few_unpredictable_holdout_rows_are_left_out_and_counted() {
+    let dir = TempDir::new("unusable");
+    let data = elec2("1");
+    let train_rows = data.window(17_424, 27_424);
+    let (trained, _) = train(&LinfaTrainer::default(), &job("elec", &train_rows, &dir.0));
+    let model = trained.artifact;
+    // 5,000 real rows and 32 extreme ones: some have no finite prediction.
+    let holdout = with_extreme_rows(&data.window(40_312, 45_312));
+    let report = EvaluationReport::evaluate(&model, Some(&model), &holdout, Metric::Auc)
+        .unwrap_or_else(|e| panic!("one bad row must not fail the evaluation: {e}"));
+    assert!(
+        report.unusable_rows > 0 && report.unusable_rows <= 32,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.candidate.rows as usize,
+        holdout.len() - report.unusable_rows
+    );
+    assert!(report.candidate.auc.unwrap() > 0.85);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["unusable_rows"], report.unusable_rows);
+    // More than 1 % of the rows: the evaluation fails, saying so.
+    let small = with_extreme_rows(&data.window(40_312, 40_412));
+    let err = EvaluationReport::evaluate(&model, None, &small, Metric::Auc).unwrap_err();
+    assert!(
+        matches!(err, EvalError::TooManyUnusable { rows, .. } if rows == small.len()),
+        "{err}"
+    );
+}

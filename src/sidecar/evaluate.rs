@@ -54,6 +54,11 @@ pub const LOG_LOSS_EPS: f64 = 1e-15;
 /// Probability at or above which a row is predicted positive (accuracy, F1).
 pub const THRESHOLD: f64 = 0.5;
 
+/// Largest share of holdout rows [`EvaluationReport::evaluate`] may leave out because a
+/// model's prediction for them is not a finite number (finite inputs so large that the
+/// score overflows): 1 %. More than that fails the evaluation.
+pub const MAX_UNUSABLE_FRACTION: f64 = 0.01;
+
 /// An offline metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -182,6 +187,24 @@ pub enum EvalError {
     /// The model's label does not match the holdout's.
     #[error("label mismatch: {0}")]
     LabelMismatch(String),
+    /// More than [`MAX_UNUSABLE_FRACTION`] of the holdout rows have no finite prediction.
+    #[error(
+        "{unusable} of {rows} holdout rows have no finite prediction (at most 1 % may be left out); the first, row {row}: {source}"
+    )]
+    TooManyUnusable {
+        /// Rows left out.
+        unusable: usize,
+        /// Holdout rows.
+        rows: usize,
+        /// The first such row.
+        row: usize,
+        /// Why.
+        #[source]
+        source: ArtifactError,
+    },
+    /// The holdout's usable rows do not form valid data.
+    #[error("the holdout's usable rows: {0}")]
+    Holdout(String),
     /// The model could not predict a holdout row.
     #[error("holdout row {row}: {source}")]
     Predict {
@@ -558,6 +581,10 @@ pub struct EvaluationReport {
     pub comparison: Option<Comparison>,
     /// Why there is no comparison although there is a production model.
     pub undefined: Option<String>,
+    /// Holdout rows left out because a model's prediction for them is not a finite number
+    /// (at most [`MAX_UNUSABLE_FRACTION`] of them); the metrics are over the other rows.
+    #[serde(default)]
+    pub unusable_rows: usize,
 }
 
 impl EvaluationReport {
@@ -577,15 +604,21 @@ impl EvaluationReport {
             production,
             comparison,
             undefined,
+            unusable_rows: 0,
         }
     }
 
     /// Evaluates the candidate (and production, when given) on `holdout` and compares them on
     /// `primary`.
     ///
+    /// Rows for which either model's prediction is not a finite number are left out of
+    /// both evaluations and counted in [`unusable_rows`](Self::unusable_rows), so that a
+    /// few extreme rows cannot block every evaluation; more than [`MAX_UNUSABLE_FRACTION`]
+    /// of them is an error.
+    ///
     /// # Errors
     /// [`EvalError::LabelMismatch`] when `primary` is not a metric of the candidate's label
-    /// kind, and the errors of [`evaluate`].
+    /// kind, [`EvalError::TooManyUnusable`], and the errors of [`evaluate`].
     pub fn evaluate(
         candidate: &ModelArtifact,
         production: Option<&ModelArtifact>,
@@ -599,12 +632,88 @@ impl EvaluationReport {
                 candidate.label.kind.as_str()
             )));
         }
-        let candidate_metrics = evaluate(candidate, holdout)?;
-        let production_metrics = production.map(|p| evaluate(p, holdout)).transpose()?;
+        let models: Vec<&ModelArtifact> = std::iter::once(candidate).chain(production).collect();
+        let (usable, unusable_rows) = usable_rows(&models, holdout)?;
+        let usable = usable.as_ref().unwrap_or(holdout);
+        let candidate_metrics = evaluate(candidate, usable)?;
+        let production_metrics = production.map(|p| evaluate(p, usable)).transpose()?;
         let mut report = EvaluationReport::new(candidate_metrics, production_metrics, primary);
         report.holdout = holdout.range();
+        report.unusable_rows = unusable_rows;
         Ok(report)
     }
+}
+
+/// The holdout without the rows some model cannot predict as a finite number (`None` when
+/// there are none), and how many were left out.
+fn usable_rows(
+    models: &[&ModelArtifact],
+    holdout: &TrainingData,
+) -> Result<(Option<TrainingData>, usize), EvalError> {
+    let mut columns = Vec::with_capacity(models.len());
+    for model in models {
+        let c = model
+            .features
+            .iter()
+            .map(|f| {
+                holdout
+                    .feature_index(f)
+                    .ok_or_else(|| EvalError::MissingFeature(f.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        columns.push(c);
+    }
+    let mut keep = vec![true; holdout.len()];
+    let mut first: Option<(usize, ArtifactError)> = None;
+    let mut input = Vec::new();
+    for (row, values) in holdout.rows().enumerate() {
+        for (model, columns) in models.iter().zip(&columns) {
+            input.clear();
+            input.extend(columns.iter().map(|&c| values[c]));
+            match model.predict(&input) {
+                Ok(_) => {}
+                Err(source @ ArtifactError::NonFiniteOutput { .. }) => {
+                    keep[row] = false;
+                    first.get_or_insert((row, source));
+                }
+                Err(source) => return Err(EvalError::Predict { row, source }),
+            }
+        }
+    }
+    let Some((row, source)) = first else {
+        return Ok((None, 0));
+    };
+    let unusable = keep.iter().filter(|k| !**k).count();
+    if unusable as f64 > MAX_UNUSABLE_FRACTION * holdout.len() as f64 {
+        return Err(EvalError::TooManyUnusable {
+            unusable,
+            rows: holdout.len(),
+            row,
+            source,
+        });
+    }
+    let (mut rows, mut labels, mut timestamps) = (Vec::new(), Vec::new(), Vec::new());
+    for (((values, &label), &t), &kept) in holdout
+        .rows()
+        .zip(holdout.labels())
+        .zip(holdout.timestamps())
+        .zip(&keep)
+    {
+        if kept {
+            rows.push(values.to_vec());
+            labels.push(label);
+            timestamps.push(t);
+        }
+    }
+    let usable = TrainingData::new(
+        holdout.features().to_vec(),
+        holdout.label().clone(),
+        rows,
+        labels,
+        timestamps,
+    )
+    .map_err(|e| EvalError::Holdout(e.to_string()))?;
+    Ok((Some(usable), unusable))
 }
 
 #[cfg(test)]
