@@ -220,10 +220,12 @@ pub const MAX_COUNT: u64 = 1 << 48;
 /// Largest magnitude of a continuous outcome's mean (so merged moments stay finite).
 pub const MAX_OUTCOME_MEAN: f64 = 1e15;
 /// Largest magnitude of a labelled record's feature value or label. Larger finite values
-/// (`1e308`) make a model trained or evaluated on the record overflow to infinity, and the
-/// sidecar keeps labelled records as training data for good: agents refuse them when
-/// recorded and ingest refuses a report that carries one.
-pub const MAX_LABELLED_VALUE: f64 = 1e15;
+/// (`1e308`) overflow to infinity when a trainer standardises features or a metric squares
+/// errors, and the sidecar keeps labelled records as training data for good: agents refuse
+/// them when recorded and ingest refuses a report that carries one. At `1e100` squares and
+/// sums of squares over any number of rows stay finite, and real features such as
+/// nanosecond timestamps (about `1.8e18`) or large identifiers still fit.
+pub const MAX_LABELLED_VALUE: f64 = 1e100;
 
 /// Whether `features` and `label` are finite and within [`MAX_LABELLED_VALUE`].
 #[must_use]
