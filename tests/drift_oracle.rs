@@ -163,6 +163,16 @@ fn one_value_against_one_value_is_not_significant() {
     assert_eq!(c.ks, 1.0);
     assert_eq!(c.p_value, 1.0);
     assert!(c.ks_critical_value.is_infinite());
+    // One value against two, two against two and one against fifty: effective sizes that
+    // round to 1, where complete separation gave p = 0 (SciPy's exact p: 2/3, 1/3, 2/51).
+    for (n, m) in [(1usize, 2usize), (2, 2), (1, 50)] {
+        let a = ExactSample::new((0..n).map(|i| i as f64).collect());
+        let b = ExactSample::new((0..m).map(|i| 100.0 + i as f64).collect());
+        let c = compare_numeric(&a, &b, None, &t);
+        assert_eq!(c.ks, 1.0, "{n} vs {m}");
+        assert_eq!(c.p_value, 1.0, "{n} vs {m}");
+        assert!(c.ks_critical_value.is_infinite(), "{n} vs {m}");
+    }
 }
 
 #[test]

@@ -312,3 +312,68 @@ fn forced_columns_must_exist_and_not_conflict() {
         "{err}"
     );
 }
+
+/// Values in a bin the reference leaves empty (here past its largest value, with ties) are
+/// drift, whatever the sample size: they must not switch PSI off. Reference: 1..5 in turn;
+/// current: the same with every 20th value a 6 (PSI about 0.32, KS 0.05 under its minimum
+/// effect, so PSI alone gives the verdict).
+#[test]
+fn values_past_the_references_range_keep_psi_deciding() {
+    let reference: Vec<String> = (0..10_000).map(|i| format!("{}", i % 5 + 1)).collect();
+    let current: Vec<String> = (0..10_000)
+        .map(|i| {
+            if i % 20 == 19 {
+                "6".to_owned()
+            } else {
+                format!("{}", i % 5 + 1)
+            }
+        })
+        .collect();
+    let got = run(&csv("x", &reference), &csv("x", &current), &exact());
+    let drift = got[0].drift.as_ref().expect("statistics");
+    let Comparison::Numeric(n) = &drift.comparison else {
+        panic!("not numeric: {drift:?}");
+    };
+    assert!(n.psi_no_drift_quantile.is_finite(), "{n:?}");
+    assert!(n.psi > 0.2, "{n:?}");
+    assert_eq!(got[0].verdict(), "drift", "{n:?}");
+}
+
+/// A handful of rare categories (typos) in a million-scale column do not switch PSI off.
+#[test]
+fn a_few_rare_categories_keep_psi_deciding() {
+    let mut rng = Rng(0x7e57_0001);
+    let mut reference = keys(&mut rng, 20_000, 10, false);
+    let mut current = keys(&mut rng, 20_000, 10, false);
+    reference.push("typo-1".to_owned());
+    current.push("typo-2".to_owned());
+    current.push("typo-3".to_owned());
+    let got = run(&csv("k", &reference), &csv("k", &current), &exact());
+    let c = categorical(&got[0]);
+    assert!(c.psi_no_drift_quantile.is_finite(), "{c:?}");
+    assert_eq!(got[0].verdict(), "none", "{c:?}");
+}
+
+/// Two windows of 100,000 values over 1,000 categories that share none: the category summaries (sketch mode)
+/// keep almost nothing but `(other)`, so they cannot say "no drift" (they said `none`, with
+/// p 1, for a total shift); exact counts say drift.
+#[test]
+fn summaries_that_lost_most_values_do_not_claim_no_drift() {
+    let mut rng = Rng(0x7e57_0002);
+    let reference: Vec<String> = (0..100_000)
+        .map(|_| format!("a{}", rng.below(1000)))
+        .collect();
+    let current: Vec<String> = (0..100_000)
+        .map(|_| format!("b{}", rng.below(1000)))
+        .collect();
+    let sketch = run(
+        &csv("k", &reference),
+        &csv("k", &current),
+        &TableOptions::default(),
+    );
+    let c = categorical(&sketch[0]);
+    assert!(c.approximate && c.untracked_share > 0.5, "{c:?}");
+    assert_ne!(sketch[0].verdict(), "none", "{c:?}");
+    let exact = run(&csv("k", &reference), &csv("k", &current), &exact());
+    assert_eq!(exact[0].verdict(), "drift");
+}

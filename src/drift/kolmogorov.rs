@@ -202,6 +202,9 @@ fn pelz_good_cdf(n: f64, x: f64) -> f64 {
     k[0] + k[1] / n.sqrt() + k[2] / n + k[3] / n.powf(1.5)
 }
 
+/// Rounded effective sizes up to this one carry no evidence (see [`ks_p_value`]).
+const MIN_EFFECTIVE_SIZE: u64 = 1;
+
 /// The effective size rounded as the two-sample test uses it: half to even, as NumPy's
 /// `np.round` in SciPy's `ks_2samp` (16.5 becomes 16, 0.5 becomes 0).
 fn rounded_effective_size(n: u64, m: u64) -> u64 {
@@ -212,12 +215,14 @@ fn rounded_effective_size(n: u64, m: u64) -> u64 {
 /// one-sample distribution ([`ks_one_sample_sf`]) at the effective size `n·m/(n+m)`
 /// (rounded half to even), as SciPy's `ks_2samp(method="asymp")` computes it. For large
 /// samples this is the Kolmogorov limit `P(K > d·√(n·m/(n+m)))`. When the rounded effective
-/// size is 0 (one value against one value, or an empty side) the data cannot show anything:
-/// the p-value is 1 (SciPy gives NaN there), never a false alarm.
+/// size is 0 or 1 (one value against any number, two against two, or an empty side) the
+/// data cannot show anything: the p-value is 1, never a false alarm (there the one-sample
+/// distribution gives 0 for complete separation, where SciPy's exact two-sample p-value is
+/// 2/3 for one value against two; SciPy's asymptotic method gives NaN or 0).
 #[must_use]
 pub fn ks_p_value(d: f64, n: u64, m: u64) -> f64 {
     let en = rounded_effective_size(n, m);
-    if en == 0 {
+    if en <= MIN_EFFECTIVE_SIZE {
         return 1.0;
     }
     ks_one_sample_sf(en, d.max(0.0))
@@ -227,7 +232,7 @@ pub fn ks_p_value(d: f64, n: u64, m: u64) -> f64 {
 #[must_use]
 pub fn ks_critical_value(alpha: f64, n: u64, m: u64) -> f64 {
     let en = rounded_effective_size(n, m);
-    if en == 0 || !(alpha > 0.0 && alpha < 1.0) {
+    if en <= MIN_EFFECTIVE_SIZE || !(alpha > 0.0 && alpha < 1.0) {
         return f64::INFINITY;
     }
     let (mut lo, mut hi) = (0.0f64, 1.0f64);

@@ -156,11 +156,18 @@ pub struct CategoricalComparison {
     #[serde(default)]
     pub approximate: bool,
     /// For estimated counts, the statistics of the table closest to no drift that the
-    /// summaries' error bounds allow ([`categorical::least_drift_table`]): drift is claimed
-    /// only when these show it too, so a summary's error never raises an alarm by itself.
-    /// `None` for exact counts.
+    /// summaries' error bounds allow, found greedily ([`categorical::least_drift_table`]):
+    /// drift is claimed only when these show it too, so a summary's error does not raise an
+    /// alarm by itself (up to that approximation). `None` for exact counts.
     #[serde(default)]
     pub least_drift: Option<CategoricalStatistics>,
+    /// For estimated counts, the share of the reference's values plus the share of the
+    /// current's that their summaries do not attribute to a category (their `(other)`
+    /// mass); 0 for exact counts. A shift among those values cannot be seen, so no-drift is
+    /// claimed only when this is below the square of the Jensen-Shannon minimum effect
+    /// (the JS distance is at most the square root of the total variation distance).
+    #[serde(default)]
+    pub untracked_share: f64,
 }
 
 /// The statistics of one categorical count table.
@@ -327,6 +334,7 @@ pub fn compare_categorical(
         jensen_shannon: s.jensen_shannon,
         approximate: false,
         least_drift: None,
+        untracked_share: 0.0,
     }
 }
 
@@ -372,6 +380,15 @@ pub fn compare_categorical_profiles(
         );
         comparison.approximate = true;
         comparison.least_drift = Some(CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon));
+        let untracked = |p: &CategoricalProfile| {
+            let tracked: u64 = p.frequencies().values().sum();
+            if p.count() == 0 {
+                0.0
+            } else {
+                p.count().saturating_sub(tracked) as f64 / p.count() as f64
+            }
+        };
+        comparison.untracked_share = untracked(reference) + untracked(current);
     }
     comparison
 }
@@ -447,6 +464,14 @@ pub fn assess(features: Vec<(String, Comparison)>, thresholds: &Thresholds) -> V
                                 "the estimated category counts differ, but no more than the summaries' error can explain: compare exact counts (`--exact`, or a larger max_distinct)"
                                     .to_owned(),
                             ),
+                        )
+                    } else if c.untracked_share >= t.js_min_effect * t.js_min_effect {
+                        (
+                            Verdict::Inconclusive,
+                            Some(format!(
+                                "the category summaries leave {:.1}% of the values unattributed (reference and current shares added), so a shift among the rarer categories cannot be ruled out: compare exact counts (`--exact`, or a larger max_distinct)",
+                                100.0 * c.untracked_share
+                            )),
                         )
                     } else {
                         (Verdict::None, None)

@@ -73,12 +73,14 @@ pub fn psi(
 /// alone decides nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmallSampleRule {
-    /// Numeric bins at the reference's quantiles: every bin holding values must get at least
-    /// [`MIN_EXPECTED_PER_BIN`] values of the smaller sample at the reference's share. With
-    /// 10 bins at the deciles this takes 100 values on each side (75 vs 75 gives none).
+    /// Numeric bins at the reference's quantiles: every bin the reference fills must get at
+    /// least [`MIN_EXPECTED_PER_BIN`] values of the smaller sample at the reference's share
+    /// (bins it leaves empty do not count). With 10 bins at the deciles this takes 100 values
+    /// on each side (75 vs 75 gives none).
     ReferenceBins,
-    /// Categories: every category must expect at least [`MIN_EXPECTED_PER_CATEGORY`] values
-    /// of the smaller sample at its pooled share (the usual rule for chi-square tests).
+    /// Categories: the categories that expect fewer than [`MIN_EXPECTED_PER_CATEGORY`]
+    /// values of the smaller sample at their pooled share (the usual rule for chi-square
+    /// tests) may hold at most [`MAX_RARE_CATEGORY_SHARE`] of the values together.
     PooledCategories,
 }
 
@@ -86,6 +88,9 @@ pub enum SmallSampleRule {
 pub const MIN_EXPECTED_PER_BIN: f64 = 10.0;
 /// See [`SmallSampleRule::PooledCategories`].
 pub const MIN_EXPECTED_PER_CATEGORY: f64 = 5.0;
+/// See [`SmallSampleRule::PooledCategories`]: the largest pooled share that the categories
+/// expecting fewer than [`MIN_EXPECTED_PER_CATEGORY`] values may hold together.
+pub const MAX_RARE_CATEGORY_SHARE: f64 = 0.05;
 
 /// The leading term of the no-drift quantile: PSI behaves like `(1/n + 1/m) · χ²` with
 /// `bins − 1` degrees of freedom when nothing drifted; this is its `1 − alpha` quantile.
@@ -129,18 +134,26 @@ pub fn psi_no_drift_quantile_of_shares(
         .filter(|(a, b)| **a > 0.0 || **b > 0.0)
         .map(|(&a, &b)| (a, (nf * a + mf * b) / (nf + mf)))
         .collect();
-    let (smallest, minimum) = match rule {
-        SmallSampleRule::ReferenceBins => (
-            cells.iter().map(|c| c.0).fold(f64::INFINITY, f64::min),
-            MIN_EXPECTED_PER_BIN,
-        ),
-        SmallSampleRule::PooledCategories => (
-            cells.iter().map(|c| c.1).fold(f64::INFINITY, f64::min),
-            MIN_EXPECTED_PER_CATEGORY,
-        ),
-    };
     // (The relative slack keeps an exact 10, as 100 · 0.1, from failing on rounding.)
-    if cells.len() < 2 || nf.min(mf) * smallest < minimum * (1.0 - 1e-9) {
+    let too_few = |share: f64, minimum: f64| nf.min(mf) * share < minimum * (1.0 - 1e-9);
+    let enough = match rule {
+        // Bins the reference leaves empty (ties, or values past its range) are not cells
+        // that chance leaves empty: values there are evidence, whatever the sample size.
+        SmallSampleRule::ReferenceBins => !cells
+            .iter()
+            .any(|c| c.0 > 0.0 && too_few(c.0, MIN_EXPECTED_PER_BIN)),
+        // A few rare categories (typos among a million values) do not make PSI unusable;
+        // many do, when they hold more than a small share of the values together.
+        SmallSampleRule::PooledCategories => {
+            let rare: f64 = cells
+                .iter()
+                .filter(|c| too_few(c.1, MIN_EXPECTED_PER_CATEGORY))
+                .map(|c| c.1)
+                .sum();
+            rare <= MAX_RARE_CATEGORY_SHARE
+        }
+    };
+    if cells.len() < 2 || !enough {
         return f64::INFINITY;
     }
     let correction: f64 = cells
