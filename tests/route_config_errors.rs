@@ -80,6 +80,10 @@ fn each_bad_config_names_experiment_and_field() {
         ),
         (ab("1e308, 1e308"), &["`exp`", "variants", "finite sum"]),
         (
+            format!("[[experiments]]\nname = \"first\"\n{TWO}\n[[experiments]]\nsalt = \"nameless\"\n{TWO}"),
+            &["missing field `name`"],
+        ),
+        (
             "[[experiments]]\nname = \"exp\"\n[[experiments.variants]]\nname = \" \"\n".to_string(),
             &["`exp`", "variants[0].name", "blank"],
         ),
@@ -218,4 +222,16 @@ fn candidate_percent_follows_the_named_candidate() {
             assert_eq!(percent, configured, "{hash}, candidate {candidate}");
         }
     }
+}
+
+/// A schema error at an experiment's own header (a missing name) must not be blamed on the
+/// experiment before it.
+#[test]
+fn an_error_at_a_header_names_no_other_experiment() {
+    let text = format!(
+        "[[experiments]]\nname = \"first\"\n{TWO}\n[[experiments]]\nsalt = \"nameless\"\n{TWO}"
+    );
+    let message = error_of(&text).to_string();
+    assert!(message.contains("missing field `name`"), "{message}");
+    assert!(!message.contains("`first`"), "{message}");
 }

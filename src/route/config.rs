@@ -144,7 +144,12 @@ impl RouterConfig {
 /// is valid TOML, the table is written with a `[[experiments]]` header and has a name: lets a
 /// schema error (a misspelt field, a value of the wrong type) name its experiment.
 fn experiment_around(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
+    // Up to the end of the error's line: an error may point at its table's own header.
+    let end = text
+        .get(offset..)?
+        .find('\n')
+        .map_or(text.len(), |i| offset + i);
+    let before = text.get(..end)?;
     let index = before
         .lines()
         .filter(|line| line.trim_start().starts_with("[[experiments]]"))
