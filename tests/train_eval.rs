@@ -904,6 +904,27 @@ fn a_few_unpredictable_holdout_rows_are_left_out_and_counted() {
     assert!(report.candidate.auc.unwrap() > 0.85);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["unusable_rows"], report.unusable_rows);
+    assert_eq!(
+        report.candidate_only_unusable_rows, 0,
+        "both models fail alike"
+    );
+    // A production model that predicts every row (all coefficients 0, inputs scaled down so
+    // that 1e308 stays finite): the rows only the candidate fails on are counted, and the
+    // policy leaves the promotion to a person instead of scoring the candidate without them.
+    let mut steady = model.clone();
+    steady.coefficients.iter_mut().for_each(|c| *c = 0.0);
+    steady.scaler.scale.iter_mut().for_each(|s| *s = 1e300);
+    let report = EvaluationReport::evaluate(&model, Some(&steady), &holdout, Metric::Auc).unwrap();
+    assert!(report.candidate_only_unusable_rows > 0, "{report:?}");
+    assert_eq!(report.candidate_only_unusable_rows, report.unusable_rows);
+    let (decision, reason) =
+        modelgate::sidecar::lifecycle::decide(&report, 0.05, &Default::default());
+    assert_eq!(
+        decision,
+        modelgate::sidecar::lifecycle::PolicyDecision::Review,
+        "{reason}"
+    );
+    assert!(reason.contains("no finite prediction"), "{reason}");
     // More than 1 % of the rows: the evaluation fails, saying so.
     let small = with_extreme_rows(&data.window(40_312, 40_412));
     let err = EvaluationReport::evaluate(&model, None, &small, Metric::Auc).unwrap_err();

@@ -585,6 +585,11 @@ pub struct EvaluationReport {
     /// (at most [`MAX_UNUSABLE_FRACTION`] of them); the metrics are over the other rows.
     #[serde(default)]
     pub unusable_rows: usize,
+    /// Of [`unusable_rows`](Self::unusable_rows), those that production predicts as a
+    /// finite number and the candidate does not: the candidate is not scored on them, so the
+    /// policy does not promote it automatically when there are any.
+    #[serde(default)]
+    pub candidate_only_unusable_rows: usize,
 }
 
 impl EvaluationReport {
@@ -605,6 +610,7 @@ impl EvaluationReport {
             comparison,
             undefined,
             unusable_rows: 0,
+            candidate_only_unusable_rows: 0,
         }
     }
 
@@ -633,23 +639,25 @@ impl EvaluationReport {
             )));
         }
         let models: Vec<&ModelArtifact> = std::iter::once(candidate).chain(production).collect();
-        let (usable, unusable_rows) = usable_rows(&models, holdout)?;
+        let (usable, unusable_rows, candidate_only) = usable_rows(&models, holdout)?;
         let usable = usable.as_ref().unwrap_or(holdout);
         let candidate_metrics = evaluate(candidate, usable)?;
         let production_metrics = production.map(|p| evaluate(p, usable)).transpose()?;
         let mut report = EvaluationReport::new(candidate_metrics, production_metrics, primary);
         report.holdout = holdout.range();
         report.unusable_rows = unusable_rows;
+        report.candidate_only_unusable_rows = candidate_only;
         Ok(report)
     }
 }
 
 /// The holdout without the rows some model cannot predict as a finite number (`None` when
-/// there are none), and how many were left out.
+/// there are none), how many were left out, and how many of those only the first model
+/// (the candidate) fails on.
 fn usable_rows(
     models: &[&ModelArtifact],
     holdout: &TrainingData,
-) -> Result<(Option<TrainingData>, usize), EvalError> {
+) -> Result<(Option<TrainingData>, usize, usize), EvalError> {
     let mut columns = Vec::with_capacity(models.len());
     for model in models {
         let c = model
@@ -664,24 +672,30 @@ fn usable_rows(
         columns.push(c);
     }
     let mut keep = vec![true; holdout.len()];
+    let mut candidate_only = 0;
     let mut first: Option<(usize, ArtifactError)> = None;
     let mut input = Vec::new();
     for (row, values) in holdout.rows().enumerate() {
+        let mut failed = Vec::with_capacity(models.len());
         for (model, columns) in models.iter().zip(&columns) {
             input.clear();
             input.extend(columns.iter().map(|&c| values[c]));
             match model.predict(&input) {
-                Ok(_) => {}
+                Ok(_) => failed.push(false),
                 Err(source @ ArtifactError::NonFiniteOutput { .. }) => {
                     keep[row] = false;
+                    failed.push(true);
                     first.get_or_insert((row, source));
                 }
                 Err(source) => return Err(EvalError::Predict { row, source }),
             }
         }
+        if failed.len() > 1 && failed[0] && !failed[1..].iter().any(|f| *f) {
+            candidate_only += 1;
+        }
     }
     let Some((row, source)) = first else {
-        return Ok((None, 0));
+        return Ok((None, 0, 0));
     };
     let unusable = keep.iter().filter(|k| !**k).count();
     if unusable as f64 > MAX_UNUSABLE_FRACTION * holdout.len() as f64 {
@@ -713,7 +727,7 @@ fn usable_rows(
         timestamps,
     )
     .map_err(|e| EvalError::Holdout(e.to_string()))?;
-    Ok((Some(usable), unusable))
+    Ok((Some(usable), unusable, candidate_only))
 }
 
 #[cfg(test)]

@@ -144,6 +144,15 @@ pub fn decide(
     };
     let improvement = comparison.improvement;
     let primary = comparison.primary.name();
+    if report.candidate_only_unusable_rows > 0 && improvement >= 0.0 {
+        return (
+            PolicyDecision::Review,
+            format!(
+                "the candidate has no finite prediction for {} holdout rows that production predicts (it is not scored on them): a person decides",
+                report.candidate_only_unusable_rows
+            ),
+        );
+    }
     if improvement < 0.0 {
         return (
             PolicyDecision::Reject,
