@@ -420,15 +420,7 @@ fn check_lengths(labels: &[f64], predictions: &[f64]) -> Result<(), EvalError> {
 /// # Errors
 /// [`EvalError::MissingFeature`] or [`EvalError::Predict`].
 pub fn predictions(model: &ModelArtifact, holdout: &TrainingData) -> Result<Vec<f64>, EvalError> {
-    let columns = model
-        .features
-        .iter()
-        .map(|f| {
-            holdout
-                .feature_index(f)
-                .ok_or_else(|| EvalError::MissingFeature(f.clone()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let columns = feature_columns(model, holdout)?;
     let mut input = vec![0.0; columns.len()];
     holdout
         .rows()
@@ -651,6 +643,19 @@ impl EvaluationReport {
     }
 }
 
+/// The holdout's column of each of `model`'s features, in the model's order.
+fn feature_columns(model: &ModelArtifact, holdout: &TrainingData) -> Result<Vec<usize>, EvalError> {
+    model
+        .features
+        .iter()
+        .map(|f| {
+            holdout
+                .feature_index(f)
+                .ok_or_else(|| EvalError::MissingFeature(f.clone()))
+        })
+        .collect()
+}
+
 /// The holdout without the rows some model cannot predict as a finite number (`None` when
 /// there are none), how many were left out, and how many of those only the first model
 /// (the candidate) fails on.
@@ -658,19 +663,10 @@ fn usable_rows(
     models: &[&ModelArtifact],
     holdout: &TrainingData,
 ) -> Result<(Option<TrainingData>, usize, usize), EvalError> {
-    let mut columns = Vec::with_capacity(models.len());
-    for model in models {
-        let c = model
-            .features
-            .iter()
-            .map(|f| {
-                holdout
-                    .feature_index(f)
-                    .ok_or_else(|| EvalError::MissingFeature(f.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        columns.push(c);
-    }
+    let columns = models
+        .iter()
+        .map(|model| feature_columns(model, holdout))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut keep = vec![true; holdout.len()];
     let mut candidate_only = 0;
     let mut first: Option<(usize, ArtifactError)> = None;
