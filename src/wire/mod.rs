@@ -212,6 +212,20 @@ fn check_name(what: &str, name: &str, limits: &WireLimits) -> Result<(), WireErr
     Ok(())
 }
 
+fn check_variant_count(
+    experiment: &str,
+    variants: usize,
+    limits: &WireLimits,
+) -> Result<(), WireError> {
+    if variants > limits.max_variants {
+        return Err(WireError::Invalid(format!(
+            "experiment `{experiment}`: {variants} variants, limit {}",
+            limits.max_variants
+        )));
+    }
+    Ok(())
+}
+
 /// Largest count one report may carry for a variant (2^48, about 2.8e14: far beyond any
 /// window). 65 536 such reports add up to `u64::MAX`: the sidecar refuses a report that
 /// would overflow its minute bucket, and its totals over many buckets saturate at
@@ -407,14 +421,7 @@ impl Report {
                     e.name
                 )));
             }
-            if e.variants.len() > limits.max_variants {
-                return Err(WireError::Invalid(format!(
-                    "experiment `{}`: {} variants, limit {}",
-                    e.name,
-                    e.variants.len(),
-                    limits.max_variants
-                )));
-            }
+            check_variant_count(&e.name, e.variants.len(), limits)?;
             let mut variants = HashSet::new();
             for v in &e.variants {
                 check_name("variant name", &v.name, limits)?;
@@ -645,14 +652,7 @@ impl Control {
         }
         for e in experiments {
             check_name("experiment name", &e.name, limits)?;
-            if e.variants.len() > limits.max_variants {
-                return Err(WireError::Invalid(format!(
-                    "experiment `{}`: {} variants, limit {}",
-                    e.name,
-                    e.variants.len(),
-                    limits.max_variants
-                )));
-            }
+            check_variant_count(&e.name, e.variants.len(), limits)?;
             for v in &e.variants {
                 check_name("variant name", &v.name, limits)?;
                 if let Some(model) = &v.model {
