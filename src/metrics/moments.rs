@@ -26,7 +26,9 @@ impl Moments {
     }
 
     /// The moments of both series together. The count saturates at `u64::MAX` rather than
-    /// wrap (the mean and `m2` are still weighted by the true counts).
+    /// wrap. This merge weights the mean and `m2` by both inputs' counts, so it is right even
+    /// when its sum saturates; a later merge with an already saturated count weights it as
+    /// `u64::MAX`, not its true size.
     #[must_use]
     pub fn merge(&self, other: &Moments) -> Moments {
         if other.count == 0 {
@@ -35,8 +37,8 @@ impl Moments {
         if self.count == 0 {
             return *other;
         }
-        // The count saturates at `u64::MAX` (never wraps); the weights come from the exact
-        // counts, so the mean and m2 stay right even then.
+        // The count saturates at `u64::MAX` (never wraps); the weights are the inputs' counts,
+        // exact unless an input is already saturated.
         let (na, nb) = (self.count as f64, other.count as f64);
         let n = na + nb;
         let delta = other.mean - self.mean;
