@@ -377,3 +377,135 @@ fn summaries_that_lost_most_values_do_not_claim_no_drift() {
     let exact = run(&csv("k", &reference), &csv("k", &current), &exact());
     assert_eq!(exact[0].verdict(), "drift");
 }
+
+/// Missing-value markers: pandas' defaults (as `read_csv` applies them) in one column, NaN
+/// spellings and empty fields in another. Numbers with markers stay numeric; the missing
+/// counts match pandas' `isna().sum()` exactly; the test of equal missing shares matches
+/// statsmodels' `proportions_ztest` (tolerance 1e-9 relative); and in a categorical column
+/// `NA` is a category, not a missing value.
+#[test]
+fn missing_values_match_pandas_and_their_share_is_tested() {
+    let mut oracle = Oracle::start("drift_oracle.py");
+    let mut rng = Rng(404);
+    let markers = modelgate::drift::table::MISSING_TOKENS;
+    let nan_spellings = ["", "NaN", "nan", "-nan", "-NaN"];
+    // The current file misses `num` five times as often as the reference.
+    let rows = |rng: &mut Rng, n: usize, every: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let num = if i % every == 3 {
+                    markers[(i / every) % markers.len()].to_owned()
+                } else {
+                    format!("{:.6}", rng.unit() * 10.0 - 5.0)
+                };
+                let forced = if i % 37 == 5 {
+                    nan_spellings[(i / 37) % nan_spellings.len()].to_owned()
+                } else {
+                    format!("{:.3}", rng.unit())
+                };
+                let text = if i % 11 == 0 {
+                    "NA"
+                } else {
+                    ["x", "y", "z"][i % 3]
+                };
+                format!("{num},{forced},{text}")
+            })
+            .collect()
+    };
+    let (r, c) = (
+        csv("num,forced,text", &rows(&mut rng, 3000, 50)),
+        csv("num,forced,text", &rows(&mut rng, 2000, 10)),
+    );
+    let options = TableOptions {
+        numeric: vec!["forced".into()],
+        ..TableOptions::default()
+    };
+    for options in [
+        options.clone(),
+        TableOptions {
+            exact: true,
+            ..options
+        },
+    ] {
+        let got = run(&r, &c, &options);
+        let want_r = oracle.ask(&serde_json::json!({"kind": "missing", "csv": r}));
+        let want_c = oracle.ask(&serde_json::json!({"kind": "missing", "csv": c}));
+        for (d, name) in got.iter().zip(["num", "forced"]) {
+            assert_eq!(d.column, name);
+            assert_eq!(
+                d.kind,
+                modelgate::drift::table::ColumnKind::Numeric,
+                "{d:?}"
+            );
+            assert_eq!(
+                want_r[name]["float"], true,
+                "pandas reads {name} as numbers"
+            );
+            assert_eq!(
+                d.missing_reference,
+                want_r[name]["missing"].as_u64().unwrap()
+            );
+            assert_eq!(d.missing_current, want_c[name]["missing"].as_u64().unwrap());
+            assert_eq!(d.n_reference + d.missing_reference, 3000, "{d:?}");
+            assert_eq!(d.n_current + d.missing_current, 2000, "{d:?}");
+            let want = oracle.ask(&serde_json::json!({
+                "kind": "proportions",
+                "count": [d.missing_reference, d.missing_current],
+                "nobs": [3000, 2000],
+            }))["p_value"]
+                .as_f64()
+                .unwrap();
+            let p = d.missing_p_value.expect("a p-value");
+            assert!(
+                (p - want).abs() <= 1e-9 * want.max(1e-300),
+                "{name}: {p} vs {want}"
+            );
+        }
+        // 60 of 3000 against 200 of 2000 missing: a change no one should miss.
+        assert!(got[0].missing_p_value.unwrap() < 1e-20, "{:?}", got[0]);
+        let text = &got[2];
+        assert_eq!(text.kind, modelgate::drift::table::ColumnKind::Categorical);
+        assert_eq!((text.missing_reference, text.missing_current), (0, 0));
+        assert_eq!(text.missing_p_value, None);
+        assert_eq!((text.n_reference, text.n_current), (3000, 2000));
+    }
+
+    // The CLI reports the counts in JSON and flags the changed share in its table.
+    let dir = std::env::temp_dir().join(format!("modelgate-drift-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("r.csv"), &r).expect("write");
+    std::fs::write(dir.join("c.csv"), &c).expect("write");
+    let drift = |json: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"));
+        command.args(["drift", "--numeric", "forced", "--reference"]);
+        command
+            .arg(dir.join("r.csv"))
+            .arg("--current")
+            .arg(dir.join("c.csv"));
+        if json {
+            command.arg("--json");
+        }
+        let out = command.output().expect("run modelgate drift");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let lines: Vec<serde_json::Value> = drift(true)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines[0]["missing_reference"], 60);
+    assert_eq!(lines[0]["missing_current"], 200);
+    assert!(lines[2]["missing_p_value"].is_null());
+    let table = drift(false);
+    assert!(
+        table.contains(
+            "missing: 60 of 3000 reference rows (2.00%), 200 of 2000 current rows (10.00%)"
+        ) && table.contains("the share changed"),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -740,6 +740,9 @@ fn drift(
                     "wasserstein": null,
                     "n_reference": result.n_reference,
                     "n_current": result.n_current,
+                    "missing_reference": result.missing_reference,
+                    "missing_current": result.missing_current,
+                    "missing_p_value": result.missing_p_value,
                 });
                 writeln!(out, "{object}").map_err(write_err)?;
             } else {
@@ -770,6 +773,9 @@ fn drift(
                 "verdict": d.verdict.as_str(),
                 "adjusted_p_value": d.adjusted_p_value,
                 "hint": d.hint,
+                "missing_reference": result.missing_reference,
+                "missing_current": result.missing_current,
+                "missing_p_value": result.missing_p_value,
             });
             match &d.comparison {
                 Comparison::Numeric(n) => {
@@ -829,8 +835,36 @@ fn drift(
                 writeln!(out, "    hint: {hint}").map_err(write_err)?;
             }
         }
+        if !json && let Some(line) = missing_line(result, r.rows, c.rows, alpha) {
+            writeln!(out, "    missing: {line}").map_err(write_err)?;
+        }
     }
     out.flush().map_err(write_err)
+}
+
+/// The `missing:` line of a column with missing values in either file: counts, shares, and
+/// the test of equal shares when it rejects at `alpha`.
+fn missing_line(
+    result: &modelgate::drift::table::ColumnDrift,
+    reference_rows: u64,
+    current_rows: u64,
+    alpha: f64,
+) -> Option<String> {
+    let p_value = result.missing_p_value?;
+    let share = |missing: u64, rows: u64| 100.0 * missing as f64 / rows.max(1) as f64;
+    let mut line = format!(
+        "{} of {reference_rows} reference rows ({:.2}%), {} of {current_rows} current rows ({:.2}%), left out of the statistics",
+        result.missing_reference,
+        share(result.missing_reference, reference_rows),
+        result.missing_current,
+        share(result.missing_current, current_rows),
+    );
+    if p_value < alpha {
+        line.push_str(&format!(
+            "; the share changed (two-proportion z-test p = {p_value:.3e})"
+        ));
+    }
+    Some(line)
 }
 
 fn abtest(

@@ -16,6 +16,8 @@ use super::{
 };
 use crate::metrics::Moments;
 use crate::sketch::{CategoricalProfile, KllSketch};
+use crate::stats::Sample;
+use crate::stats::fixed::two_proportion_z_test;
 
 /// Whether a column is compared as numbers or as categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,16 @@ pub enum ColumnKind {
     /// Categories: chi-square, PSI, Jensen-Shannon.
     Categorical,
 }
+
+/// Text that marks a missing number: the markers pandas' `read_csv` treats as missing by
+/// default that Rust's float parser does not already read as NaN (`NaN`, `nan`, `-nan` parse
+/// as NaN). R writes `NA`; spreadsheets write `#N/A`. In a column read as numbers these count
+/// as missing values and do not make the column categorical; in a categorical column they are
+/// categories like any other text, so a change in how often they occur counts as drift.
+pub const MISSING_TOKENS: &[&str] = &[
+    "NA", "N/A", "n/a", "NULL", "null", "None", "<NA>", "#N/A", "#N/A N/A", "#NA", "-1.#IND",
+    "-1.#QNAN", "1.#IND", "1.#QNAN",
+];
 
 /// How to read the tables.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +74,10 @@ pub struct ColumnProfile {
     pub name: String,
     forced: Option<ColumnKind>,
     all_numeric: bool,
-    missing: u64,
+    /// Empty fields: missing whichever way the column is read.
+    empty: u64,
+    /// NaN and the [`MISSING_TOKENS`]: missing when the column is read as numbers.
+    missing_numbers: u64,
     sketch: KllSketch,
     exact: Option<Vec<f64>>,
     moments: Moments,
@@ -80,7 +95,8 @@ impl ColumnProfile {
             name: name.to_owned(),
             forced,
             all_numeric: true,
-            missing: 0,
+            empty: 0,
+            missing_numbers: 0,
             sketch,
             exact: options.exact.then(Vec::new),
             moments: Moments::default(),
@@ -92,12 +108,12 @@ impl ColumnProfile {
     fn update(&mut self, value: &str) -> Result<(), String> {
         let value = value.trim();
         if value.is_empty() {
-            self.missing += 1;
+            self.empty += 1;
             return Ok(());
         }
         if self.forced != Some(ColumnKind::Categorical) {
             match value.parse::<f64>() {
-                Ok(x) if x.is_nan() => self.missing += 1,
+                Ok(x) if x.is_nan() => self.missing_numbers += 1,
                 Ok(x) => {
                     self.sketch.update(x);
                     if let Some(exact) = &mut self.exact {
@@ -107,8 +123,12 @@ impl ColumnProfile {
                         self.moments.push(x);
                     }
                 }
+                Err(_) if MISSING_TOKENS.contains(&value) => self.missing_numbers += 1,
                 Err(_) if self.forced == Some(ColumnKind::Numeric) => {
-                    return Err(format!("column `{}`: `{value}` is not a number", self.name));
+                    return Err(format!(
+                        "column `{}`: `{value}` is not a number (nor a missing-value marker such as `NA`)",
+                        self.name
+                    ));
                 }
                 Err(_) => self.all_numeric = false,
             }
@@ -127,8 +147,8 @@ impl ColumnProfile {
         Ok(())
     }
 
-    /// The kind the column was read as: forced, else numeric when every non-empty value is a
-    /// number.
+    /// The kind the column was read as: forced, else numeric when every value is a number or
+    /// missing (empty, NaN or one of the [`MISSING_TOKENS`]).
     #[must_use]
     pub fn kind(&self) -> ColumnKind {
         self.forced.unwrap_or(if self.all_numeric {
@@ -138,10 +158,14 @@ impl ColumnProfile {
         })
     }
 
-    /// Missing values (empty fields and NaN).
+    /// Values missing for a comparison of this `kind`: empty fields, and for numbers also NaN
+    /// and the [`MISSING_TOKENS`] (a categorical comparison counts those as categories).
     #[must_use]
-    pub fn missing(&self) -> u64 {
-        self.missing
+    pub fn missing(&self, kind: ColumnKind) -> u64 {
+        match kind {
+            ColumnKind::Numeric => self.empty + self.missing_numbers,
+            ColumnKind::Categorical => self.empty,
+        }
     }
 
     /// Values counted for a comparison of this `kind` (missing ones excluded).
@@ -313,6 +337,15 @@ pub struct ColumnDrift {
     pub n_reference: u64,
     /// Values in the current file's column.
     pub n_current: u64,
+    /// Rows of the reference file whose value is missing for this comparison (see
+    /// [`ColumnProfile::missing`]); they are left out of the statistics.
+    pub missing_reference: u64,
+    /// Rows of the current file whose value is missing.
+    pub missing_current: u64,
+    /// Two-sided p-value of a two-proportion z-test (pooled) that the share of missing rows
+    /// is the same in both files; `None` when neither file misses a value. A change in how
+    /// often a value is missing is a data problem the distribution statistics cannot see.
+    pub missing_p_value: Option<f64>,
     /// The statistics and verdict; `None` when either file has no value in the column
     /// (every field empty or NaN): no statistic is computed from no data.
     #[serde(flatten)]
@@ -349,6 +382,7 @@ pub fn compare(
     let mut empty: Vec<ColumnDrift> = Vec::new();
     let mut order: Vec<&str> = Vec::with_capacity(reference.columns.len());
     let mut sizes: Vec<(u64, u64)> = Vec::with_capacity(reference.columns.len());
+    let mut missing = Vec::with_capacity(reference.columns.len());
     for r in &reference.columns {
         order.push(&r.name);
         let c = current
@@ -365,6 +399,7 @@ pub fn compare(
             _ => ColumnKind::Categorical,
         };
         let (n, m) = (r.values(kind), c.values(kind));
+        missing.push(missing_rows(reference, r, current, c, kind));
         if n == 0 || m == 0 {
             let side = match (n, m) {
                 (0, 0) => "either file",
@@ -376,9 +411,12 @@ pub fn compare(
                 kind,
                 n_reference: n,
                 n_current: m,
+                missing_reference: 0,
+                missing_current: 0,
+                missing_p_value: None,
                 drift: None,
                 no_data: Some(format!(
-                    "no values in {side} (every field empty or NaN): nothing to compare"
+                    "no values in {side} (every field empty, NaN or a missing-value marker such as `NA`): nothing to compare"
                 )),
             });
             continue;
@@ -446,6 +484,9 @@ pub fn compare(
             kind,
             n_reference: n,
             n_current: m,
+            missing_reference: 0,
+            missing_current: 0,
+            missing_p_value: None,
             drift: Some(drift),
             no_data: None,
         })
@@ -453,7 +494,31 @@ pub fn compare(
     compared.append(&mut empty);
     // Back in the reference's column order.
     compared.sort_by_key(|d| order.iter().position(|name| *name == d.column));
+    for (d, (name, counts)) in compared.iter_mut().zip(order.iter().zip(missing)) {
+        debug_assert_eq!(d.column, *name);
+        (d.missing_reference, d.missing_current, d.missing_p_value) = counts;
+    }
     Ok(compared)
+}
+
+/// A column's missing rows in both files and the p-value of a test that their shares agree.
+fn missing_rows(
+    reference: &TableProfile,
+    r: &ColumnProfile,
+    current: &TableProfile,
+    c: &ColumnProfile,
+    kind: ColumnKind,
+) -> (u64, u64, Option<f64>) {
+    let (a, b) = (r.missing(kind), c.missing(kind));
+    let p_value = (a + b > 0)
+        .then(|| {
+            let share = |n, successes| Sample::Binary { n, successes };
+            two_proportion_z_test(&share(reference.rows, a), &share(current.rows, b))
+                .ok()
+                .map(|t| t.p_value)
+        })
+        .flatten();
+    (a, b, p_value)
 }
 
 impl Distribution1d for KllSketch {

@@ -7,6 +7,10 @@ Reads one JSON object per line on stdin and writes one JSON object per line:
   kstwo:       {"kind": "kstwo", "points": [[n, x], ...]} -> sf (scipy.stats.kstwo.sf)
   categorical: {"kind": "categorical", "a": [counts], "b": [counts]}
                -> chi2, dof, p_value (chi2_contingency, correction=False), js (base 2)
+  missing:     {"kind": "missing", "csv": "text"} -> per column (pandas.read_csv defaults):
+               {"name": {"missing": isna().sum(), "float": dtype is float64}}
+  proportions: {"kind": "proportions", "count": [a, b], "nobs": [n, m]}
+               -> p_value (statsmodels proportions_ztest, two-sided, pooled)
 """
 import json
 import sys
@@ -30,7 +34,25 @@ def psi(a, b, edges, eps=1e-4):
 def main():
     for line in sys.stdin:
         case = json.loads(line)
-        if case["kind"] == "kstwo":
+        if case["kind"] == "missing":
+            import io
+
+            import pandas as pd
+
+            frame = pd.read_csv(io.StringIO(case["csv"]))
+            out = {
+                name: {
+                    "missing": int(frame[name].isna().sum()),
+                    "float": frame[name].dtype == np.float64,
+                }
+                for name in frame.columns
+            }
+        elif case["kind"] == "proportions":
+            from statsmodels.stats.proportion import proportions_ztest
+
+            _, p = proportions_ztest(case["count"], case["nobs"])
+            out = {"p_value": float(p)}
+        elif case["kind"] == "kstwo":
             out = {"sf": [float(stats.kstwo.sf(x, n)) for n, x in case["points"]]}
         elif case["kind"] == "numeric":
             a, b = np.asarray(case["a"], dtype=float), np.asarray(case["b"], dtype=float)
