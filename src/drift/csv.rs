@@ -1,7 +1,8 @@
-//! A small streaming CSV reader (RFC 4180: quoted fields, doubled quotes, CRLF), so that
+//! A small streaming CSV reader (RFC 4180: quoted fields, doubled quotes; LF, CRLF or CR line
+//! ends), so that
 //! drift runs over files larger than memory, with errors that name the line.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 
 /// A CSV error with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +36,63 @@ impl<R: BufRead> CsvReader<R> {
         }
     }
 
+    /// Appends one physical line to `raw`, its end included: LF, CRLF or a lone CR (classic
+    /// Mac files, which Python's `csv` and pandas read too). Reads at most `room` bytes;
+    /// returns how many it appended (0 at the end of input).
+    fn read_line(&mut self, room: usize) -> std::io::Result<usize> {
+        let mut appended = 0;
+        while appended < room {
+            let buf = match self.input.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let window = &buf[..buf.len().min(room - appended)];
+            match window.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(end) => {
+                    let cr = window[end] == b'\r';
+                    let crlf = cr && buf.get(end + 1) == Some(&b'\n');
+                    let take = end + 1 + usize::from(crlf);
+                    // A CR that ends the buffer: its LF, if any, is in the next one.
+                    let lf_may_follow = cr && !crlf && take == buf.len();
+                    self.raw.extend_from_slice(&buf[..take]);
+                    self.input.consume(take);
+                    appended += take;
+                    if lf_may_follow {
+                        appended += self.take_lf()?;
+                    }
+                    return Ok(appended);
+                }
+                None => {
+                    let take = window.len();
+                    self.raw.extend_from_slice(window);
+                    self.input.consume(take);
+                    appended += take;
+                }
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Consumes and appends an LF if the input's next byte is one.
+    fn take_lf(&mut self) -> std::io::Result<usize> {
+        loop {
+            match self.input.fill_buf() {
+                Ok([b'\n', ..]) => {
+                    self.raw.push(b'\n');
+                    self.input.consume(1);
+                    return Ok(1);
+                }
+                Ok(_) => return Ok(0),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The line number where the last record returned started.
     #[must_use]
     pub fn line(&self) -> u64 {
@@ -57,14 +115,11 @@ impl<R: BufRead> CsvReader<R> {
             let before = self.raw.len();
             // Read at most one byte past the record limit, so that a file without line ends
             // cannot make us hold more than the limit.
-            let room = (MAX_RECORD_BYTES + 1).saturating_sub(self.raw.len()) as u64;
-            let read = (&mut self.input)
-                .take(room)
-                .read_until(b'\n', &mut self.raw)
-                .map_err(|e| CsvError {
-                    line: start_line,
-                    reason: format!("cannot read: {e}"),
-                })?;
+            let room = (MAX_RECORD_BYTES + 1).saturating_sub(self.raw.len());
+            let read = self.read_line(room).map_err(|e| CsvError {
+                line: start_line,
+                reason: format!("cannot read: {e}"),
+            })?;
             if read == 0 {
                 if self.raw.is_empty() {
                     return Ok(false);
@@ -168,6 +223,30 @@ mod tests {
             out.push(fields.clone());
         }
         Ok(out)
+    }
+
+    #[test]
+    fn lf_crlf_and_lone_cr_end_lines_at_any_buffer_boundary() {
+        let text = "a,b\r1,2\r\n3,\"x\ry\"\n4,5\r\r\n6,7\r";
+        let want = vec![
+            vec!["a", "b"],
+            vec!["1", "2"],
+            vec!["3", "x\ry"],
+            vec!["4", "5"],
+            vec![""],
+            vec!["6", "7"],
+        ];
+        for capacity in 1..=text.len() + 1 {
+            let input = std::io::BufReader::with_capacity(capacity, text.as_bytes());
+            let mut reader = CsvReader::new(input);
+            let (mut got, mut lines, mut fields) = (Vec::new(), Vec::new(), Vec::new());
+            while reader.read_record(&mut fields).expect("valid") {
+                got.push(fields.clone());
+                lines.push(reader.line());
+            }
+            assert_eq!(got, want, "buffer of {capacity} bytes");
+            assert_eq!(lines, [1, 2, 3, 5, 6, 7], "buffer of {capacity} bytes");
+        }
     }
 
     #[test]
