@@ -14,12 +14,18 @@
 //!   one (chi-square, p < `srm_alpha`); a mismatch holds the rollout (no decision, no next
 //!   step) and alerts, because the numbers cannot be trusted;
 //! * **the A/B decision**: the `stats` winner policy on the online primary metric (binary
-//!   outcomes, else continuous outcomes) with always-valid statistics: `winner` promotes at
-//!   once, `stop_harm` rolls back, `inconclusive` at `max_duration_s` keeps production.
+//!   outcomes, else continuous outcomes) with always-valid statistics, over the current
+//!   step's observations (the split is fixed within a step; pooling steps with different
+//!   splits while the metric moves with time would favour whichever variant had more traffic
+//!   in the better period) at level `alpha` divided by the number of steps: `winner`
+//!   promotes at once; a candidate worse beyond doubt (the always-valid interval of
+//!   candidate − production below 0) or `stop_harm` rolls back; `inconclusive` at
+//!   `max_duration_s` keeps production. If the test cannot be evaluated, the rollout holds.
 //!
 //! Otherwise, once a step has lasted `step_duration_s` and each variant has
 //! `min_requests` calls in it, the next step starts; passing the last step (100%)
-//! promotes.
+//! promotes. At `max_duration_s` production is kept, whatever holds the rollout (an SRM
+//! included).
 
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +98,8 @@ pub struct RolloutConfig {
     /// Longest rollout before an inconclusive A/B test keeps production, seconds.
     #[serde(default = "default_max_duration")]
     pub max_duration_s: u64,
-    /// Error rate of the A/B statistics.
+    /// Error rate of the A/B statistics over the whole rollout (each step tests at `alpha`
+    /// divided by the number of steps).
     #[serde(default = "default_alpha")]
     pub alpha: f64,
     /// Superiority margin of the online primary metric (relative).
@@ -159,11 +166,27 @@ impl RolloutConfig {
         if !(self.alpha > 0.0 && self.alpha < 1.0 && self.srm_alpha > 0.0 && self.srm_alpha < 1.0) {
             return Err("lifecycle.rollout alpha and srm_alpha must be in (0, 1)".into());
         }
-        if !(self.max_error_rate_increase >= 0.0 && self.max_latency_p99_ratio >= 1.0) {
+        if !(self.max_error_rate_increase >= 0.0
+            && self.max_error_rate_increase.is_finite()
+            && self.max_latency_p99_ratio >= 1.0
+            && self.max_latency_p99_ratio.is_finite())
+        {
             return Err(
-                "lifecycle.rollout: max_error_rate_increase ≥ 0 and max_latency_p99_ratio ≥ 1"
+                "lifecycle.rollout: max_error_rate_increase must be finite and ≥ 0, max_latency_p99_ratio finite and ≥ 1"
                     .into(),
             );
+        }
+        if !(self.margin.is_finite() && self.margin > -1.0) {
+            return Err(format!(
+                "lifecycle.rollout.margin must be a finite relative lift above -1, got {}",
+                self.margin
+            ));
+        }
+        if !(self.min_latency_increase_ms.is_finite() && self.min_latency_increase_ms >= 0.0) {
+            return Err(format!(
+                "lifecycle.rollout.min_latency_increase_ms must be finite and ≥ 0, got {}",
+                self.min_latency_increase_ms
+            ));
         }
         Ok(())
     }
@@ -305,7 +328,10 @@ pub fn check(
     };
     // Guardrails on everything since the rollout started.
     if production.requests >= min && candidate.requests >= min {
-        if error_rates.1 - error_rates.0 > config.max_error_rate_increase {
+        if !crate::sidecar::evaluate::at_least(
+            config.max_error_rate_increase,
+            error_rates.1 - error_rates.0,
+        ) {
             result.action = RolloutAction::Rollback {
                 reason: format!(
                     "guardrail error rate: candidate {:.2}% vs production {:.2}% (tolerance +{:.2} points)",
@@ -331,8 +357,11 @@ pub fn check(
             return result;
         }
     }
-    // SRM within the step (the split is fixed there).
-    if percent < 100.0 && step_requests.0 + step_requests.1 >= 2 * min {
+    let elapsed_ms = (now_ms - state.started_ms).max(0);
+    let out_of_time = elapsed_ms >= 1000 * config.max_duration_s as i64;
+    // SRM within the step (the split is fixed there). It holds the rollout, but not past
+    // the maximum duration: then production is kept below.
+    if percent < 100.0 && step_requests.0 + step_requests.1 >= 2 * min && !out_of_time {
         let weights = [1.0 - percent / 100.0, percent / 100.0];
         if let Ok(srm) = srm_test(&[step_requests.0, step_requests.1], &weights) {
             result.srm_p_value = Some(srm.p_value);
@@ -344,13 +373,26 @@ pub fn check(
             }
         }
     }
-    // The A/B decision on the online primary metric, with the error rate as a guardrail.
-    let elapsed_ms = (now_ms - state.started_ms).max(0);
-    if let Some((kind, p, c)) = outcomes {
+    // The A/B decision on the online primary metric, with the error rate as a guardrail,
+    // from this step's observations alone: the split changes between steps while the metric
+    // may move with time, and pooling the steps would credit the variant that had the larger
+    // share in the better period (Simpson's paradox). Each step's test is always valid; α is
+    // split between the steps (Bonferroni), so the chance of a false winner over the whole
+    // rollout stays within α.
+    let step_outcomes = match (
+        primary_sample(step_production),
+        primary_sample(step_candidate),
+    ) {
+        (Some((kind, p)), Some((kind_c, c))) if kind == kind_c && outcomes.is_some() => {
+            Some((kind, p, c))
+        }
+        _ => None,
+    };
+    if let Some((kind, p, c)) = step_outcomes {
         let policy = Policy {
             metric: kind,
             direction: Direction::HigherIsBetter,
-            alpha: config.alpha,
+            alpha: config.alpha / config.steps.len().max(1) as f64,
             margin: config.margin,
             min_sample: min,
             max_duration: Some(std::time::Duration::from_secs(config.max_duration_s)),
@@ -373,13 +415,13 @@ pub fn check(
         let mut challenger = Variant::new("candidate", share, c);
         // The share of each variant's calls above the tolerated p99: the larger of
         // `ratio ×` production's p99 and production's p99 plus the floor.
-        if let Some(p99) = production.latency.quantile(0.99) {
+        if let Some(p99) = step_production.latency.quantile(0.99) {
             let threshold = (p99 * config.max_latency_p99_ratio)
                 .max(p99 + 1e6 * config.min_latency_increase_ms);
             let above = |m: &VariantMetrics| {
                 Sample::binary(m.latency.count(), m.latency.count_above(threshold)).ok()
             };
-            if let (Some(a), Some(b)) = (above(production), above(candidate)) {
+            if let (Some(a), Some(b)) = (above(step_production), above(step_candidate)) {
                 control = control.with_guardrail(LATENCY_GUARDRAIL, a);
                 challenger = challenger.with_guardrail(LATENCY_GUARDRAIL, b);
             }
@@ -389,9 +431,34 @@ pub fn check(
             control: 0,
             elapsed: std::time::Duration::from_millis(elapsed_ms as u64),
         };
-        if let Ok(evaluation) = policy.evaluate(&experiment) {
+        let evaluation = match policy.evaluate(&experiment) {
+            Ok(evaluation) => evaluation,
+            Err(e) => {
+                // Never promote on time alone when the test could not be run.
+                result.action = if out_of_time {
+                    RolloutAction::Inconclusive {
+                        reason: format!(
+                            "the rollout reached its maximum duration; the A/B test could not be evaluated: {e}"
+                        ),
+                    }
+                } else {
+                    RolloutAction::Hold {
+                        reason: format!("the A/B test cannot be evaluated: {e}"),
+                    }
+                };
+                return result;
+            }
+        };
+        {
             let decision = evaluation.decision.clone();
             result.decision = Some(decision.clone());
+            // The candidate is worse on the primary metric beyond doubt (the always-valid
+            // interval of candidate − production lies below 0): production wins, whatever
+            // the policy's decision says (it only names winners that beat the control).
+            if let Some(harm) = primary_harm(&decision) {
+                result.action = RolloutAction::Rollback { reason: harm };
+                return result;
+            }
             match decision {
                 Decision::Winner { variant, evidence } if variant == "candidate" => {
                     let interval = evidence
@@ -461,7 +528,7 @@ pub fn check(
             }
         }
     }
-    if elapsed_ms >= 1000 * config.max_duration_s as i64 {
+    if out_of_time {
         result.action = RolloutAction::Inconclusive {
             reason: "the rollout reached its maximum duration".into(),
         };
@@ -490,6 +557,33 @@ pub fn check(
         },
     };
     result
+}
+
+/// Why to roll back when `decision`'s evidence shows the candidate worse than production on
+/// the primary metric: the always-valid interval of the difference lies entirely below 0.
+fn primary_harm(decision: &Decision) -> Option<String> {
+    let evidence = match decision {
+        Decision::Continue { evidence, .. }
+        | Decision::Winner { evidence, .. }
+        | Decision::Inconclusive { evidence, .. } => evidence,
+        Decision::StopHarm { .. } => return None,
+    };
+    let difference = evidence.sequential_difference?;
+    (difference.upper < 0.0).then(|| {
+        format!(
+            "the A/B test shows the candidate worse on {}: {:.4} vs {:.4} ({} vs {} observations), always-valid CI of the difference [{:+.4}, {:+.4}], p = {}",
+            evidence.metric,
+            evidence.mean_candidate,
+            evidence.mean_control,
+            evidence.n_candidate,
+            evidence.n_control,
+            difference.lower,
+            difference.upper,
+            evidence
+                .sequential_p_value
+                .map_or("n/a".into(), |p| format!("{p:.2e}")),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -548,6 +642,111 @@ mod tests {
                 1_000_000 + (i * 7_919 % 2_000) * 1_000
             }
         }
+    }
+
+    fn with_errors(mut m: VariantMetrics, errors: u64) -> VariantMetrics {
+        m.errors.model = errors;
+        m
+    }
+
+    /// A candidate clearly worse on the online metric (20% against 80% successes) is rolled
+    /// back at once; the policy itself only names winners that beat production.
+    #[test]
+    fn a_candidate_worse_on_the_primary_metric_rolls_back() {
+        let production = metrics(3_000, 2_400, spread(3));
+        let candidate = metrics(3_000, 600, spread(3));
+        let c = judge(&production, &candidate);
+        let RolloutAction::Rollback { reason } = &c.action else {
+            panic!("{:?}", c.action);
+        };
+        assert!(reason.contains("worse on"), "{reason}");
+        assert!(
+            matches!(c.decision, Some(Decision::Continue { .. })),
+            "{c:?}"
+        );
+        // Equal outcomes: no rollback.
+        let c = judge(&production, &metrics(3_000, 2_400, spread(3)));
+        assert!(!matches!(c.action, RolloutAction::Rollback { .. }), "{c:?}");
+    }
+
+    /// Two steps with different splits, the variants equal within each, the metric higher
+    /// in the later step where the candidate has more traffic: pooled, the candidate would
+    /// look far better (Simpson's paradox). The test uses the step alone: no winner.
+    #[test]
+    fn pooling_steps_with_different_splits_does_not_make_a_winner() {
+        let config = RolloutConfig {
+            steps: vec![5.0, 50.0, 100.0],
+            ..RolloutConfig::default()
+        };
+        let state = RolloutState {
+            step: 1,
+            step_started_ms: 500,
+            ..state()
+        };
+        // Step 1 (5%): 50% success for both; step 2 (50%): 90% for both.
+        let (step_p, step_c) = (
+            metrics(3_000, 2_700, spread(3)),
+            metrics(3_000, 2_700, spread(3)),
+        );
+        let all_p = metrics(8_700, 5_700 / 2 + 2_700, spread(3));
+        let all_c = metrics(3_300, 150 + 2_700, spread(3));
+        let c = check(&config, &state, 1000, &step_p, &step_c, &all_p, &all_c);
+        assert!(
+            !matches!(c.action, RolloutAction::Promote { .. }),
+            "{:?}",
+            c.action
+        );
+        assert!(
+            matches!(c.decision, Some(Decision::Continue { .. })),
+            "{c:?}"
+        );
+    }
+
+    /// A sample ratio mismatch holds the rollout, but not past its maximum duration: then
+    /// production is kept.
+    #[test]
+    fn a_sample_ratio_mismatch_does_not_hold_past_the_maximum_duration() {
+        let config = RolloutConfig {
+            max_duration_s: 90,
+            ..RolloutConfig::default()
+        };
+        let state = RolloutState { step: 0, ..state() };
+        // 5% configured, about 17% observed.
+        let (p, c) = (
+            metrics(20_000, 10_000, spread(3)),
+            metrics(4_000, 2_000, spread(3)),
+        );
+        let early = check(&config, &state, 60_000, &p, &c, &p, &c);
+        assert!(
+            matches!(early.action, RolloutAction::SampleRatioMismatch { .. }),
+            "{early:?}"
+        );
+        let late = check(&config, &state, 90_000, &p, &c, &p, &c);
+        assert!(
+            matches!(late.action, RolloutAction::Inconclusive { .. }),
+            "{late:?}"
+        );
+    }
+
+    /// An error-rate increase of exactly the tolerance (29% against 31%, 2 points) is within
+    /// it, although 0.31 − 0.29 computes as 0.020000000000000018.
+    #[test]
+    fn an_error_rate_increase_of_exactly_the_tolerance_passes() {
+        let production = with_errors(metrics(5_700, 2_850, spread(3)), 1_653);
+        let candidate = with_errors(metrics(600, 300, spread(3)), 186);
+        let c = judge(&production, &candidate);
+        assert!(
+            !matches!(&c.action, RolloutAction::Rollback { reason } if reason.contains("error rate")),
+            "{:?}",
+            c.action
+        );
+        let worse = with_errors(metrics(600, 300, spread(3)), 187);
+        let c = judge(&production, &worse);
+        assert!(
+            matches!(&c.action, RolloutAction::Rollback { reason } if reason.contains("error rate")),
+            "{:?}",
+            c.action
+        );
     }
 
     #[test]
