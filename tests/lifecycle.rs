@@ -40,14 +40,23 @@ fn data_path() -> PathBuf {
 struct Steerable {
     features: Arc<Mutex<Vec<String>>>,
     fail: Arc<Mutex<bool>>,
+    /// A clock that training moves forward, and by how much (a training that takes time).
+    takes: Arc<Mutex<Option<ClockStep>>>,
 }
+
+/// A clock and a step to move it by.
+type ClockStep = (Arc<ManualClock>, i64);
 
 impl Steerable {
     fn new() -> Self {
         Steerable {
             features: Arc::new(Mutex::new(FEATURES.iter().map(|f| f.to_string()).collect())),
             fail: Arc::new(Mutex::new(false)),
+            takes: Arc::new(Mutex::new(None)),
         }
+    }
+    fn takes(&self, clock: &Arc<ManualClock>, ms: i64) {
+        *self.takes.lock().unwrap() = Some((clock.clone(), ms));
     }
     fn use_features(&self, features: &[&str]) {
         *self.features.lock().unwrap() = features.iter().map(|f| f.to_string()).collect();
@@ -62,6 +71,9 @@ impl Trainer for Steerable {
     ) -> Result<TrainedModel, TrainError> {
         if *self.fail.lock().unwrap() {
             return Err(TrainError::Config("this trainer fails on purpose".into()));
+        }
+        if let Some((clock, ms)) = self.takes.lock().unwrap().take() {
+            clock.set(clock.now_unix_ms() + ms);
         }
         let mut job = job.clone();
         job.features = self.features.lock().unwrap().clone();
@@ -304,6 +316,50 @@ fn a_small_improvement_waits_for_review_then_is_approved() {
     );
 }
 
+/// A review decided after production changed would promote a candidate over a model it was
+/// never compared with: the approval is refused, saying why, and rejecting stays possible.
+#[test]
+fn approving_a_review_after_production_changed_is_refused() {
+    let s = setup(
+        "review-stale",
+        &format!("min_improvement = 10.0\n{NO_TRIGGERS}"),
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let older = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    let newer = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(older.state, "pending_review", "{older:?}");
+    assert_eq!(newer.state, "pending_review", "{newer:?}");
+    s.lifecycle
+        .approve(newer.run_id, "alice", "the newer one")
+        .unwrap();
+    assert_eq!(production(&s), Some(3));
+    let err = s
+        .lifecycle
+        .approve(older.run_id, "alice", "the older one")
+        .unwrap_err();
+    assert!(
+        matches!(&err, LifecycleError::Refused(m) if m.contains("against elec@1") && m.contains("now elec@3")),
+        "{err}"
+    );
+    assert_eq!(production(&s), Some(3));
+    assert_eq!(served_model(&s).as_deref(), Some("elec@3"));
+    s.lifecycle
+        .reject(older.run_id, "alice", "evaluated against elec@1")
+        .unwrap();
+    assert_eq!(
+        s.store.run(older.run_id).unwrap().unwrap().state,
+        "rejected"
+    );
+}
+
 #[test]
 fn a_small_improvement_waits_for_review_then_is_rejected() {
     let s = setup(
@@ -442,6 +498,57 @@ fn volume_fires_past_1000_new_records_not_at_1000() {
     let outcome = s.lifecycle.tick().unwrap().expect("runs");
     let run = s.store.run(outcome.run_id).unwrap().unwrap();
     assert_eq!(run.trigger, "volume");
+}
+
+/// Rows that arrive while a model trains were not in its data: the volume trigger counts
+/// them, from where the run cut its data rather than from when the model was registered.
+#[test]
+fn records_that_arrive_during_training_count_as_new() {
+    let s = setup(
+        "volume-during",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 1000",
+        NotifyConfig::default(),
+    );
+    s.trainer.takes(&s.clock, 600 * HALF_HOUR_MS);
+    first_model(&s);
+    let model = s.store.model("elec", 1).unwrap().unwrap();
+    assert_eq!(model.created_ms, 8600 * HALF_HOUR_MS);
+    assert_eq!(model.metrics["lineage"]["data_cut_ms"], 8000 * HALF_HOUR_MS);
+    s.clock.set(9000 * HALF_HOUR_MS);
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    s.clock.set(9001 * HALF_HOUR_MS);
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Volume);
+    assert_eq!(firings[0].evidence["new_records"], 1001);
+}
+
+/// A trainer that keeps failing is not restarted by the volume trigger at every check (new
+/// records stay new while no model is trained): the trigger waits ten check intervals.
+#[test]
+fn a_failing_trainer_is_not_restarted_at_every_check() {
+    let s = setup(
+        "volume-failing",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 1000",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    *s.trainer.fail.lock().unwrap() = true;
+    let t0 = 9001 * HALF_HOUR_MS;
+    s.clock.set(t0);
+    let outcome = s
+        .lifecycle
+        .tick()
+        .unwrap()
+        .expect("the volume trigger runs");
+    assert_eq!(outcome.state, "failed", "{outcome:?}");
+    let interval = 1000 * s.config.triggers.check_interval_s as i64;
+    s.clock.set(t0 + interval);
+    assert!(s.lifecycle.check_triggers().unwrap().is_empty());
+    s.clock.set(t0 + 10 * interval);
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Volume);
 }
 
 /// Ships every `step`-th Elec2 row of `[from, to)` as an agent on the lifecycle's clock

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use common::{Oracle, Rng};
 use modelgate::artifact::{ArtifactError, LabelKind, LabelSpec, ModelArtifact, sigmoid};
 use modelgate::sidecar::evaluate::{
-    EvalError, EvaluationReport, Metric, binary_metrics, compare, evaluate, regression_metrics,
-    relative_improvement,
+    EvalError, EvaluationReport, Metric, Metrics, binary_metrics, compare, evaluate,
+    regression_metrics, relative_improvement,
 };
 use modelgate::sidecar::train::{
     CommandTrainer, CsvSpec, LinfaTrainer, StopSignal, TrainError, TrainProgress, TrainedModel,
@@ -932,4 +932,78 @@ fn a_few_unpredictable_holdout_rows_are_left_out_and_counted() {
         matches!(err, EvalError::TooManyUnusable { rows, .. } if rows == small.len()),
         "{err}"
     );
+}
+
+/// An improvement of exactly the threshold is approved although its floating-point value
+/// falls a rounding short (accuracy 0.80 → 0.84 computes as 4.9999999999999906% better);
+/// just under the threshold still goes to a person, and a tie or worse is never approved.
+/// Production `p = k/100` against a candidate exactly 5% better in decimal (`p·1.05`, or
+/// `p·0.95` where lower is better) and one 4.9% better, for k in 1..100.
+#[test]
+fn an_improvement_of_exactly_the_threshold_is_approved() {
+    use modelgate::sidecar::lifecycle::{PolicyDecision, decide};
+    let metrics = |kind: LabelKind, metric: Metric, value: f64| {
+        let mut m = Metrics {
+            kind,
+            rows: 100,
+            positives: None,
+            accuracy: None,
+            auc: None,
+            log_loss: None,
+            f1: None,
+            rmse: None,
+            mae: None,
+        };
+        match metric {
+            Metric::Accuracy => m.accuracy = Some(value),
+            Metric::LogLoss => m.log_loss = Some(value),
+            Metric::Rmse => m.rmse = Some(value),
+            _ => unreachable!(),
+        }
+        m
+    };
+    let decision = |metric: Metric, kind: LabelKind, candidate: f64, production: f64| {
+        let report = EvaluationReport::new(
+            metrics(kind, metric, candidate),
+            Some(metrics(kind, metric, production)),
+            metric,
+        );
+        decide(&report, 0.05, &Default::default())
+    };
+    let binary = LabelKind::Binary;
+    let (d, reason) = decision(Metric::Accuracy, binary, 0.84, 0.80);
+    assert_eq!(d, PolicyDecision::Approve, "{reason}");
+    for k in 1..100 {
+        let p = f64::from(k) / 100.0;
+        for (metric, kind, exact, short) in [
+            (
+                Metric::Accuracy,
+                binary,
+                p * 105.0 / 100.0,
+                p * 104.9 / 100.0,
+            ),
+            (Metric::LogLoss, binary, p * 95.0 / 100.0, p * 95.1 / 100.0),
+            (
+                Metric::Rmse,
+                LabelKind::Continuous,
+                p * 95.0 / 100.0,
+                p * 95.1 / 100.0,
+            ),
+        ] {
+            let (d, reason) = decision(metric, kind, exact, p);
+            assert_eq!(
+                d,
+                PolicyDecision::Approve,
+                "{metric:?} {p} -> {exact}: {reason}"
+            );
+            let (d, reason) = decision(metric, kind, short, p);
+            assert_eq!(
+                d,
+                PolicyDecision::Review,
+                "{metric:?} {p} -> {short}: {reason}"
+            );
+            let (d, reason) = decision(metric, kind, p, p);
+            assert_eq!(d, PolicyDecision::Review, "a tie: {reason}");
+        }
+    }
 }

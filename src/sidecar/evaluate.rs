@@ -489,11 +489,25 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Whether the candidate is better by at least `min_improvement` (for example `0.05`).
+    /// Whether the candidate is better by at least `min_improvement` (for example `0.05`),
+    /// see [`at_least`].
     #[must_use]
     pub fn improves_by(&self, min_improvement: f64) -> bool {
-        self.improvement >= min_improvement
+        at_least(self.improvement, min_improvement)
     }
+}
+
+/// How far below a threshold an improvement may fall and still count as reaching it: the
+/// rounding of `(c − p) / |p|` in binary floating point. Accuracy 0.80 → 0.84 is exactly 5%
+/// better, but computes as 0.04999999999999991; without this allowance an improvement of
+/// exactly the threshold would be decided as just under it. A billionth of the metric's
+/// scale is far below any difference an evaluation can resolve.
+pub const THRESHOLD_TOLERANCE: f64 = 1e-9;
+
+/// Whether `value` reaches `threshold`, allowing [`THRESHOLD_TOLERANCE`] for rounding.
+#[must_use]
+pub fn at_least(value: f64, threshold: f64) -> bool {
+    value >= threshold - THRESHOLD_TOLERANCE
 }
 
 /// The candidate's improvement over production on `metric`, in the metric's good direction

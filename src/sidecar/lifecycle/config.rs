@@ -277,11 +277,27 @@ impl LifecycleConfig {
         if self.features.is_empty() {
             return Err("lifecycle.features must list at least one column".into());
         }
+        for (i, feature) in self.features.iter().enumerate() {
+            if self.features[..i].contains(feature) {
+                return Err(format!("lifecycle.features lists `{feature}` twice"));
+            }
+            if *feature == self.label {
+                return Err(format!(
+                    "lifecycle.features lists the label `{feature}`: a model would be trained on its own answer"
+                ));
+            }
+        }
+        if self.training_window == Some(0) {
+            return Err("lifecycle.training_window must be at least 1 row".into());
+        }
         if !(0.0..1.0).contains(&self.holdout_fraction) || self.holdout_fraction <= 0.0 {
             return Err("lifecycle.holdout_fraction must be in (0, 1)".into());
         }
-        if !self.min_improvement.is_finite() {
-            return Err("lifecycle.min_improvement must be finite".into());
+        if !(self.min_improvement.is_finite() && self.min_improvement >= 0.0) {
+            return Err(format!(
+                "lifecycle.min_improvement must be a finite fraction ≥ 0 (a candidate worse than production is never approved), got {}",
+                self.min_improvement
+            ));
         }
         if self.timestamp_unit_ms <= 0 {
             return Err("lifecycle.timestamp_unit_ms must be positive".into());
@@ -313,6 +329,9 @@ impl LifecycleConfig {
         if self.triggers.check_interval_s == 0 {
             return Err("lifecycle.triggers.check_interval_s must be positive".into());
         }
+        if self.triggers.drift_window_s == 0 {
+            return Err("lifecycle.triggers.drift_window_s must be positive".into());
+        }
         if let TrainerConfig::Command { command, .. } = &self.trainer
             && command.is_empty()
         {
@@ -322,5 +341,63 @@ impl LifecycleConfig {
             airflow.validate().map_err(|e| format!("lifecycle.{e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> LifecycleConfig {
+        toml::from_str(
+            r#"
+model = "m"
+experiment = "e"
+data = "data.csv"
+timestamp_column = "t"
+features = ["a", "b"]
+label = "y"
+"#,
+        )
+        .expect("a valid config")
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        valid().validate().expect("valid");
+        type Spoil = Box<dyn Fn(&mut LifecycleConfig)>;
+        let cases: Vec<(&str, Spoil)> = vec![
+            ("`a` twice", Box::new(|c| c.features.push("a".into()))),
+            ("the label `y`", Box::new(|c| c.features.push("y".into()))),
+            ("training_window", Box::new(|c| c.training_window = Some(0))),
+            ("min_improvement", Box::new(|c| c.min_improvement = -0.05)),
+            (
+                "min_improvement",
+                Box::new(|c| c.min_improvement = f64::NAN),
+            ),
+            (
+                "drift_window_s",
+                Box::new(|c| c.triggers.drift_window_s = 0),
+            ),
+            ("margin", Box::new(|c| c.rollout.margin = f64::NAN)),
+            (
+                "min_latency_increase_ms",
+                Box::new(|c| c.rollout.min_latency_increase_ms = f64::NAN),
+            ),
+            (
+                "max_latency_p99_ratio",
+                Box::new(|c| c.rollout.max_latency_p99_ratio = f64::INFINITY),
+            ),
+            (
+                "max_error_rate_increase",
+                Box::new(|c| c.rollout.max_error_rate_increase = f64::INFINITY),
+            ),
+        ];
+        for (needle, spoil) in cases {
+            let mut config = valid();
+            spoil(&mut config);
+            let e = config.validate().expect_err(needle);
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 }

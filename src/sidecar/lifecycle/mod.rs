@@ -144,7 +144,7 @@ pub fn decide(
     };
     let improvement = comparison.improvement;
     let primary = comparison.primary.name();
-    if report.candidate_only_unusable_rows > 0 && improvement >= 0.0 {
+    if report.candidate_only_unusable_rows > 0 && evaluate::at_least(improvement, 0.0) {
         return (
             PolicyDecision::Review,
             format!(
@@ -153,7 +153,7 @@ pub fn decide(
             ),
         );
     }
-    if improvement < 0.0 {
+    if !evaluate::at_least(improvement, 0.0) {
         return (
             PolicyDecision::Reject,
             format!(
@@ -171,7 +171,7 @@ pub fn decide(
             report.production.as_ref().and_then(|m| m.get(metric)),
         ) {
             let worse = evaluate::relative_improvement(metric, c, p).map_or(0.0, |i| -i);
-            if worse > *tolerance {
+            if !evaluate::at_least(*tolerance, worse) {
                 return (
                     PolicyDecision::Review,
                     format!(
@@ -183,7 +183,7 @@ pub fn decide(
             }
         }
     }
-    if improvement >= min_improvement {
+    if evaluate::at_least(improvement, min_improvement) {
         (
             PolicyDecision::Approve,
             format!(
@@ -534,16 +534,39 @@ impl Lifecycle {
             .count() as u64)
     }
 
-    /// When the latest model was trained (any version, promoted or not): every record up
-    /// to then was available to it, its holdout included.
+    /// Where the latest model's data was cut (any version, promoted or not): every record up
+    /// to then was available to it, its holdout included. A run cuts its data when it starts
+    /// and registers the model when training ends, so records that arrive while it trains
+    /// count as new. Models registered without a cut (before it was kept) count from their
+    /// registration.
     fn last_training_at(&self) -> Result<Option<i64>, LifecycleError> {
         Ok(self
             .store
             .models()?
             .iter()
             .filter(|m| m.name == self.config.model)
-            .map(|m| m.created_ms)
+            .map(|m| {
+                m.metrics
+                    .pointer("/lineage/data_cut_ms")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(m.created_ms)
+            })
             .max())
+    }
+
+    /// Whether the last run that `kind` started failed within the last ten check intervals:
+    /// a trigger whose condition persists (new records stay new while no model is
+    /// trained) then waits instead of starting a failing run every interval.
+    fn failed_recently(&self, kind: TriggerKind, now: i64) -> Result<bool, LifecycleError> {
+        let backoff = 10 * 1000 * self.config.triggers.check_interval_s as i64;
+        Ok(self
+            .store
+            .runs(50)?
+            .iter()
+            .find(|r| r.trigger == kind.as_str())
+            .is_some_and(|r| {
+                r.state == "failed" && r.finished_ms.is_some_and(|f| now - f < backoff)
+            }))
     }
 
     /// Checks every trigger; each firing is written as an audit row.
@@ -635,7 +658,10 @@ impl Lifecycle {
                 .map_err(LifecycleError::Config)?;
             let from_agents = self.store.labelled_seen_since(since.unwrap_or(i64::MIN))?;
             let new = from_csv + from_agents;
-            if since.is_some() && triggers::volume_fires(new, threshold) {
+            if since.is_some()
+                && triggers::volume_fires(new, threshold)
+                && !self.failed_recently(TriggerKind::Volume, now)?
+            {
                 firings.push(Firing {
                     kind: TriggerKind::Volume,
                     evidence: serde_json::json!({
@@ -1188,7 +1214,7 @@ impl Lifecycle {
                 trained_to_ms: Some(trained.artifact.training.to_ms),
                 metrics: serde_json::json!({
                     "offline": trained.artifact.metrics,
-                    "lineage": {"run_id": run_id, "trigger": kind.as_str()},
+                    "lineage": {"run_id": run_id, "trigger": kind.as_str(), "data_cut_ms": now},
                 }),
                 reference_profile: Some(bytes),
             };
@@ -1281,7 +1307,12 @@ impl Lifecycle {
                 self.store.finish_run(
                     run_id,
                     "pending_review",
-                    serde_json::json!({"candidate": version, "reason": reason, "evaluation": evidence}),
+                    serde_json::json!({
+                        "candidate": version,
+                        "reason": reason,
+                        "evaluation": evidence,
+                        "production": production.as_ref().map(|p| p.version),
+                    }),
                 )?;
                 self.audit(
                     "run.pending_review",
@@ -1886,11 +1917,39 @@ impl Lifecycle {
         Ok((run, version))
     }
 
+    /// Refuses to act on a run's evaluation when production changed after it: the candidate
+    /// was compared with a model that no longer serves (another run promoted, or a rollback).
+    /// Runs recorded before the production version was kept pass.
+    fn check_production_unchanged(&self, run: &RunRecord) -> Result<(), LifecycleError> {
+        let Some(evaluated) = run.outcome.as_ref().and_then(|o| o.get("production")) else {
+            return Ok(());
+        };
+        let evaluated = evaluated.as_u64();
+        let now = self
+            .store
+            .alias(&self.config.model, "production")?
+            .map(|p| u64::from(p.version));
+        if evaluated == now {
+            return Ok(());
+        }
+        let name = |v: Option<u64>| {
+            v.map_or("no production model".to_owned(), |v| {
+                format!("{}@{v}", self.config.model)
+            })
+        };
+        Err(LifecycleError::Refused(format!(
+            "run {} was evaluated against {}, but production is now {}: its evaluation no longer applies; reject it and retrain (`modelgate retrain`)",
+            run.id,
+            name(evaluated),
+            name(now)
+        )))
+    }
+
     /// Approves a run waiting for review: the candidate is promoted.
     ///
     /// # Errors
-    /// [`LifecycleError::Refused`] for an unknown run, one not pending review, or an empty
-    /// reason.
+    /// [`LifecycleError::Refused`] for an unknown run, one not pending review, one evaluated
+    /// against a production model that has since been replaced, or an empty reason.
     pub fn approve(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
@@ -1904,6 +1963,7 @@ impl Lifecycle {
             ));
         }
         let (run, version) = self.pending_run(run_id)?;
+        self.check_production_unchanged(&run)?;
         self.store.add_step(
             run_id,
             "approved",
