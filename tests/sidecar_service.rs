@@ -1133,3 +1133,30 @@ fn experiment_series_pools_huge_outcome_counts_without_wrapping() {
         assert!((mean - 2.5).abs() < 1e-9, "{last}");
     }
 }
+
+#[test]
+fn reports_with_more_errors_than_requests_are_refused() {
+    let dir = TempDir::new("errors-over-requests");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let mut corrupt = one_report("corrupt");
+    let v = &mut corrupt.snapshot.experiments[0].variants[0];
+    v.metrics.errors.timeout = v.metrics.requests + 1;
+    let (code, body) = post(
+        &url,
+        AGENT_TOKEN,
+        "application/json",
+        corrupt.to_json().unwrap(),
+    );
+    assert_eq!(code, 400, "{body}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["error"], "invalid", "{body}");
+    assert!(
+        problem["reason"].as_str().unwrap().contains("requests"),
+        "{body}"
+    );
+    let s = status(&url);
+    assert_eq!(s.ingest.rejected["invalid"], 1, "{:?}", s.ingest.rejected);
+    assert_eq!(s.ingest.accepted, 0);
+    assert!(s.variants.is_empty(), "nothing stored: {:?}", s.variants);
+}

@@ -149,6 +149,17 @@ fn bad_bodies_are_errors() {
             .binary
             .successes = u64::MAX
     });
+    // The agent counts every call once, as a success or as an error: more errors than
+    // requests is a corrupt report.
+    invalid(&|b| {
+        let m = &mut b.snapshot.experiments[0].variants[0].metrics;
+        m.errors.model = m.requests + 1;
+    });
+    invalid(&|b| {
+        let m = &mut b.snapshot.experiments[0].variants[0].metrics;
+        m.errors.timeout = m.requests;
+        m.errors.other = 1;
+    });
     invalid(&|b| {
         b.snapshot.experiments[0].variants[0]
             .metrics
@@ -162,6 +173,30 @@ fn bad_bodies_are_errors() {
         b.snapshot.experiments.push(twin);
     });
     invalid(&|b| b.snapshot.experiments[0].variants[0].name = "x".repeat(1000));
+
+    // The message names the variant; as many errors as requests (every call failed) is fine.
+    let mut failing = r.clone();
+    let e = &mut failing.snapshot.experiments[0];
+    let at = format!("{}/{}", e.name, e.variants[0].name);
+    let v = &mut e.variants[0];
+    v.metrics.errors = Default::default();
+    v.metrics.errors.internal = v.metrics.requests + 1;
+    let err = Report::decode(
+        CONTENT_TYPE_JSON,
+        &failing.to_json().expect("json"),
+        &limits,
+    )
+    .expect_err("more errors than requests");
+    assert!(err.to_string().contains(&at), "{err}");
+    assert!(err.to_string().contains("errors"), "{err}");
+    let v = &mut failing.snapshot.experiments[0].variants[0];
+    v.metrics.errors.internal = v.metrics.requests;
+    Report::decode(
+        CONTENT_TYPE_JSON,
+        &failing.to_json().expect("json"),
+        &limits,
+    )
+    .expect("every call failed");
 }
 
 #[test]

@@ -9,8 +9,9 @@
 //! Both encode as JSON (`application/json`) or postcard (`application/x-modelgate-report`
 //! for reports, `application/x-modelgate-control` for control), chosen by content type.
 //! Decoding checks the size before parsing, never allocates what the input claims beyond
-//! its own length, and validates every value (names, windows, histograms, moments, sketch
-//! encodings): malformed or hostile bytes are an error, never a panic.
+//! its own length, and validates every value (names, windows, counts that must add up,
+//! histograms, moments, sketch encodings): malformed or hostile bytes are an error, never a
+//! panic.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -279,6 +280,15 @@ fn check_metrics(at: &str, m: &VariantMetrics, limits: &WireLimits) -> Result<()
     if !m.outcome.is_valid() {
         return Err(WireError::Invalid(format!(
             "{at}: outcome moments are not finite"
+        )));
+    }
+    // An agent counts every call once, as a success or as an error (`requests` is their
+    // sum), so more errors than requests is a corrupt report, not a busy window.
+    if m.errors.total() > m.requests {
+        return Err(WireError::Invalid(format!(
+            "{at}: {} errors out of {} requests",
+            m.errors.total(),
+            m.requests
         )));
     }
     if m.binary.successes > m.binary.trials {
