@@ -1160,3 +1160,46 @@ fn reports_with_more_errors_than_requests_are_refused() {
     assert_eq!(s.ingest.accepted, 0);
     assert!(s.variants.is_empty(), "nothing stored: {:?}", s.variants);
 }
+
+#[test]
+fn compressed_reports_are_an_unsupported_media_type() {
+    let dir = TempDir::new("content-encoding");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let send = |id: &str, encoding: &str| {
+        // The body is plain JSON whatever the header says: read as raw bytes it would pass.
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{url}/v1/reports"))
+            .bearer_auth(AGENT_TOKEN)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(one_report(id).to_json().unwrap())
+            .send()
+            .unwrap();
+        let accept = r
+            .headers()
+            .get("accept-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), accept, r.text().unwrap())
+    };
+    for (i, encoding) in ["gzip", "br", "identity, gzip", "x-unknown"]
+        .iter()
+        .enumerate()
+    {
+        let (code, accept, body) = send(&format!("compressed-{i}"), encoding);
+        assert_eq!(code, 415, "{encoding}: {body}");
+        assert_eq!(accept.as_deref(), Some("identity"), "{encoding}");
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["error"], "unsupported_media_type", "{body}");
+        let reason = problem["reason"].as_str().unwrap();
+        assert!(reason.contains("encoding"), "{body}");
+        assert!(reason.contains(encoding.trim()), "{body}");
+    }
+    // `identity` means not encoded.
+    let (code, _, body) = send("plain", "Identity");
+    assert_eq!(code, 202, "{body}");
+    let s = status(&url);
+    assert_eq!(s.ingest.rejected["unsupported_media_type"], 4);
+    assert_eq!(s.ingest.accepted, 1);
+}

@@ -2,7 +2,7 @@
 //!
 //! | route | token | what |
 //! |---|---|---|
-//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 413 oversize, 415 unknown content type, 503 store failure |
+//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 503 store failure |
 //! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
 //! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
@@ -578,6 +578,29 @@ fn too_large(state: &AppState, size: Option<u64>) -> Response {
     reject(state, Rejection::TooLarge, reason)
 }
 
+/// The request's `Content-Encoding` when it names anything but `identity` (the only
+/// encoding reports are read in), as sent; `None` when absent or `identity`.
+fn unsupported_encoding(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&[u8]> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let identity = values.iter().all(|v| {
+        std::str::from_utf8(v).is_ok_and(|v| {
+            v.split(',')
+                .all(|coding| coding.trim().eq_ignore_ascii_case("identity"))
+        })
+    });
+    (!identity).then(|| {
+        values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 async fn post_report(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -586,6 +609,21 @@ async fn post_report(
     if !is_agent(&state, &headers) {
         state.counters.reject(Rejection::Unauthorized);
         return unauthorized();
+    }
+    if let Some(encoding) = unsupported_encoding(&headers) {
+        let mut response = reject(
+            &state,
+            Rejection::UnsupportedMediaType,
+            format!(
+                "content encoding `{encoding}` is not supported: send the report \
+                 uncompressed (identity)"
+            ),
+        );
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        return response;
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
