@@ -1203,3 +1203,116 @@ fn compressed_reports_are_an_unsupported_media_type() {
     assert_eq!(s.ingest.rejected["unsupported_media_type"], 4);
     assert_eq!(s.ingest.accepted, 1);
 }
+
+/// `one_report(id)` plus experiment `extra` with variants `variants`, each with the metrics
+/// of the report's first variant (so each is a series the store would keep).
+fn report_with_series(id: &str, extra: &str, variants: &[&str]) -> modelgate::wire::Report {
+    let mut r = one_report(id);
+    let metrics = r.snapshot.experiments[0].variants[0].metrics.clone();
+    if !variants.is_empty() {
+        r.snapshot
+            .experiments
+            .push(modelgate::agent::ExperimentSnapshot {
+                name: extra.to_owned(),
+                variants: variants
+                    .iter()
+                    .map(|v| modelgate::agent::VariantSnapshot {
+                        name: (*v).to_owned(),
+                        model: None,
+                        metrics: metrics.clone(),
+                    })
+                    .collect(),
+            });
+    }
+    r
+}
+
+#[test]
+fn reports_that_would_store_series_past_the_limit_are_refused_whole() {
+    let dir = TempDir::new("series-limit");
+    let mut config = sidecar_config(&dir);
+    config.max_series = 6;
+    let sidecar = server::spawn(&config).unwrap();
+    let url = sidecar.url();
+    let send = |r: &modelgate::wire::Report| {
+        post(&url, AGENT_TOKEN, "application/json", r.to_json().unwrap())
+    };
+    // The configured experiments: four series.
+    let (code, body) = send(&one_report("known"));
+    assert_eq!(code, 202, "{body}");
+    let before = status(&url);
+    assert_eq!(before.variants.len(), 4, "{:?}", before.variants);
+
+    // Three more would pass the limit of six: the whole report is refused, its known
+    // series included, and nothing changes.
+    let (code, body) = send(&report_with_series("three-more", "ghost", &["a", "b", "c"]));
+    assert_eq!(code, 422, "{body}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["error"], "too_many_series", "{body}");
+    let reason = problem["reason"].as_str().unwrap();
+    for needle in ["3 new", "4 stored", "limit of 6", "max_series", "ghost/"] {
+        assert!(reason.contains(needle), "{needle}: {reason}");
+    }
+    let after = status(&url);
+    assert_eq!(sidecar_tallies(&after), sidecar_tallies(&before));
+    assert_eq!(after.ingest.rejected["too_many_series"], 1);
+    assert!(
+        after.agents.iter().all(|a| a.reports == 1),
+        "the refused report left no trace: {:?}",
+        after.agents
+    );
+    let text = admin_get(&url, "/metrics").text().unwrap();
+    assert!(
+        text.contains("modelgate_reports_rejected_total{reason=\"too_many_series\"} 1"),
+        "{text}"
+    );
+
+    // Up to the limit is fine, and series already stored keep being accepted after it.
+    let (code, body) = send(&report_with_series("two-more", "ghost", &["a", "b"]));
+    assert_eq!(code, 202, "{body}");
+    // In another minute: a series has several stored buckets but counts once.
+    let mut again = report_with_series("again", "ghost", &["b", "a"]);
+    again.snapshot.window_start_ms -= 180_000;
+    again.snapshot.window_end_ms -= 180_000;
+    let (code, body) = send(&again);
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = send(&report_with_series("one-more", "ghost", &["c"]));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("6 stored"), "{body}");
+    // A retry of an accepted report is still a duplicate.
+    let (code, body) = send(&report_with_series("two-more", "ghost", &["a", "b"]));
+    assert_eq!(code, 200, "{body}");
+    let s = status(&url);
+    assert_eq!(s.variants.len(), 6);
+    assert_eq!(s.ingest.accepted, 3);
+    assert_eq!(s.ingest.rejected["too_many_series"], 2);
+    drop(sidecar);
+
+    // The count survives a restart (it is read from the store, not kept in a counter).
+    let sidecar = server::spawn(&config).unwrap();
+    let (code, body) = post(
+        &sidecar.url(),
+        AGENT_TOKEN,
+        "application/json",
+        report_with_series("after-restart", "other", &["x"])
+            .to_json()
+            .unwrap(),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("6 stored"), "{body}");
+    drop(sidecar);
+
+    // With a higher limit the refused report is taken: its id was not kept as seen.
+    config.max_series = 9;
+    let sidecar = server::spawn(&config).unwrap();
+    let (code, body) = post(
+        &sidecar.url(),
+        AGENT_TOKEN,
+        "application/json",
+        report_with_series("three-more", "ghost", &["a", "b", "c"])
+            .to_json()
+            .unwrap(),
+    );
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(status(&sidecar.url()).variants.len(), 7);
+}

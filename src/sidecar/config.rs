@@ -5,6 +5,8 @@
 //! database = "modelgate.db"          # relative to the config file's directory
 //! durability = "full"                # "full" (default) or "normal"
 //! max_body_bytes = 8388608           # larger report bodies get 413
+//! max_series = 10000                 # most (experiment, variant) series stored; a report
+//!                                    # that would add more is refused whole (422)
 //! agent_token_env = "MODELGATE_AGENT_TOKEN"   # default names of the variables holding
 //! admin_token_env = "MODELGATE_ADMIN_TOKEN"   # the tokens (or agent_token_file, ...)
 //! dashboard_read_only = false        # true: the dashboard and the admin API's GET routes
@@ -41,6 +43,10 @@ use crate::route::{Clock, ExperimentConfig, RouterConfig, SystemClock};
 
 /// Shortest token accepted.
 pub const MIN_TOKEN_BYTES: usize = 16;
+/// Default of `max_series`: most distinct (experiment, variant) series stored. Each costs
+/// a row per minute for the last two hours and a row per hour after that, so 10 000
+/// series is far beyond any real set of experiments yet keeps the store bounded.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
 
 /// Why the config cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,7 @@ struct File {
     database: Option<PathBuf>,
     durability: Option<Durability>,
     max_body_bytes: Option<usize>,
+    max_series: Option<usize>,
     agent_token_env: Option<String>,
     agent_token_file: Option<PathBuf>,
     admin_token_env: Option<String>,
@@ -92,6 +99,12 @@ pub struct SidecarConfig {
     pub durability: Durability,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Most distinct (experiment, variant) series the store keeps (`max_series`, default
+    /// [`DEFAULT_MAX_SERIES`]). Every series a report names is stored for good, so this
+    /// bounds the store's growth: a report that would add series past it is refused whole
+    /// (`422`, counted as `too_many_series`), and series already stored keep being
+    /// accepted. Raise it when more experiments are configured over the store's life.
+    pub max_series: usize,
     /// Token agents present.
     pub agent_token: String,
     /// Token the admin API requires.
@@ -116,6 +129,7 @@ impl std::fmt::Debug for SidecarConfig {
             .field("database", &self.database)
             .field("durability", &self.durability)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_series", &self.max_series)
             .field("agent_token", &"<redacted>")
             .field("admin_token", &"<redacted>")
             .field("dashboard_read_only", &self.dashboard_read_only)
@@ -143,6 +157,7 @@ impl SidecarConfig {
             database: database.to_owned(),
             durability: Durability::Full,
             max_body_bytes: 8 << 20,
+            max_series: DEFAULT_MAX_SERIES,
             agent_token: agent_token.to_owned(),
             admin_token: admin_token.to_owned(),
             dashboard_read_only: false,
@@ -187,6 +202,12 @@ impl SidecarConfig {
         if max_body_bytes < 1024 {
             return Err(SidecarConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        let max_series = file.max_series.unwrap_or(DEFAULT_MAX_SERIES);
+        if max_series == 0 {
+            return Err(SidecarConfigError::Invalid(
+                "max_series must be at least 1".into(),
             ));
         }
         let agent_token = read_token(
@@ -238,6 +259,7 @@ impl SidecarConfig {
             database,
             durability: file.durability.unwrap_or_default(),
             max_body_bytes,
+            max_series,
             agent_token,
             admin_token,
             dashboard_read_only: file.dashboard_read_only.unwrap_or(false),
@@ -313,10 +335,13 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(c.database, Path::new("/srv/mg/modelgate.db"));
         assert_eq!(c.durability, Durability::Full);
+        assert_eq!(c.max_series, DEFAULT_MAX_SERIES);
         assert!(
             !c.dashboard_read_only,
             "reading needs the token unless told otherwise"
         );
+        let c = SidecarConfig::parse("max_series = 20", Path::new("."), &env).unwrap();
+        assert_eq!(c.max_series, 20);
         let c = SidecarConfig::parse("dashboard_read_only = true", Path::new("."), &env).unwrap();
         assert!(c.dashboard_read_only);
         assert!(
@@ -334,6 +359,7 @@ mod tests {
             ("admin_token_env = \"MODELGATE_AGENT_TOKEN\"", "must differ"),
             ("lissten = \"127.0.0.1:1\"", "unknown field"),
             ("max_body_bytes = 10", "at least 1024"),
+            ("max_series = 0", "max_series must be at least 1"),
             (
                 "[[experiments]]\nname = \"e\"\nstrategy = \"nope\"\n[[experiments.variants]]\nname = \"a\"",
                 "experiments",

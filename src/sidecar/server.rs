@@ -2,7 +2,7 @@
 //!
 //! | route | token | what |
 //! |---|---|---|
-//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 503 store failure |
+//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 422 when the report would store more (experiment, variant) series than `max_series` ([`super::store::Store::with_max_series`]; nothing of it is stored), 503 store failure |
 //! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
 //! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
@@ -91,11 +91,12 @@ enum Rejection {
     Invalid,
     WindowOutOfRange,
     Version,
+    TooManySeries,
     StoreError,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 8] = [
+    const ALL: [Rejection; 9] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Malformed,
@@ -103,6 +104,7 @@ impl Rejection {
         Rejection::Invalid,
         Rejection::WindowOutOfRange,
         Rejection::Version,
+        Rejection::TooManySeries,
         Rejection::StoreError,
     ];
 
@@ -115,6 +117,7 @@ impl Rejection {
             Rejection::Invalid => "invalid",
             Rejection::WindowOutOfRange => "window_out_of_range",
             Rejection::Version => "version",
+            Rejection::TooManySeries => "too_many_series",
             Rejection::StoreError => "store_error",
         }
     }
@@ -128,6 +131,9 @@ impl Rejection {
             | Rejection::WindowOutOfRange
             | Rejection::Version => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // Well-formed and valid, but the store will not take more series: sending it
+            // again cannot help until an operator raises the limit.
+            Rejection::TooManySeries => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::StoreError => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -248,11 +254,10 @@ impl Drop for RunningSidecar {
 }
 
 fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
-    let store = Arc::new(Store::open_with_clock(
-        &config.database,
-        config.durability,
-        config.clock.clone(),
-    )?);
+    let store = Arc::new(
+        Store::open_with_clock(&config.database, config.durability, config.clock.clone())?
+            .with_max_series(config.max_series),
+    );
     let control = Arc::new(
         ControlPlane::open(store.clone(), &config.experiments)
             .map_err(|e| ServeError::Control(e.to_string()))?,
@@ -692,6 +697,9 @@ async fn post_report(
         Ok(Err(StoreError::Invalid(reason))) => reject(&state, Rejection::Invalid, reason),
         Ok(Err(StoreError::WindowOutOfRange(reason))) => {
             reject(&state, Rejection::WindowOutOfRange, reason)
+        }
+        Ok(Err(e @ StoreError::TooManySeries { .. })) => {
+            reject(&state, Rejection::TooManySeries, e.to_string())
         }
         Ok(Err(e)) => {
             tracing::error!("ingest failed: {e}");

@@ -52,6 +52,17 @@
 //! [`Durability::Normal`] it survives a process crash but the last commits may be lost on
 //! a power cut (then the agent, which got a `202`, does not resend them).
 //!
+//! # Series
+//!
+//! Each (experiment, variant) a report carries metrics for becomes a *series*: rows in
+//! `windows` that compaction turns into hours but nothing ever deletes. Agents report only
+//! what their control document names, but a report may name anything, so the number of
+//! series is bounded: [`Store::ingest`] refuses ([`StoreError::TooManySeries`], nothing
+//! committed) a report that would take the store past [`Store::with_max_series`]'s limit
+//! (default [`DEFAULT_MAX_SERIES`]), while reports of series already stored keep being
+//! merged. The store counts its series once when opened (one index seek per series) and
+//! keeps the count with the connection.
+//!
 //! Idempotency lasts as long as the id is kept: [`Store::prune_report_ids`] forgets old
 //! ids, after which a retry of such an old report would be counted again. Keep the horizon
 //! far beyond any agent's retry window (days, not minutes).
@@ -77,6 +88,7 @@ mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -106,6 +118,9 @@ pub const EARLIEST_WINDOW_END_MS: i64 = 0;
 /// How far past the store's clock a report's window end may be: one day (agents' clocks
 /// drift, but not by days; later times would also pass what a browser can draw).
 pub const MAX_WINDOW_AHEAD_MS: i64 = 24 * HOUR_MS;
+
+/// Default limit on distinct (experiment, variant) series (see [`Store::with_max_series`]).
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
 
 /// How long a statement waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,6 +167,23 @@ pub enum StoreError {
     /// ([`EARLIEST_WINDOW_END_MS`], the store's clock plus [`MAX_WINDOW_AHEAD_MS`]).
     #[error("{0}")]
     WindowOutOfRange(String),
+    /// A report that would store more distinct (experiment, variant) series than the limit
+    /// ([`Store::with_max_series`]); nothing of it was stored.
+    #[error(
+        "the report would add {new} new series (experiment/variant, such as `{example}`) to \
+         the {stored} stored, past the limit of {limit}: series already stored are still \
+         accepted; raise max_series in the sidecar config to store more"
+    )]
+    TooManySeries {
+        /// Series the report names that the store does not hold.
+        new: usize,
+        /// Series stored.
+        stored: usize,
+        /// The limit.
+        limit: usize,
+        /// One of the new series, as `experiment/variant`.
+        example: String,
+    },
 }
 
 /// What ingesting a report did.
@@ -166,6 +198,11 @@ pub enum Ingested {
 /// The embedded store.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Distinct (experiment, variant) series in `windows`. Read and written only while
+    /// `conn` is locked (ingest, the one writer of new series, updates it after its
+    /// commit), so it equals the table's count; the atomic only makes `Store` `Sync`.
+    series: AtomicUsize,
+    max_series: usize,
     clock: Arc<dyn Clock>,
     path: PathBuf,
 }
@@ -220,11 +257,24 @@ impl Store {
         // Every statement is prepared once per connection; keep them all cached.
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
+        let series = reports::count_series(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            series: AtomicUsize::new(series),
+            max_series: DEFAULT_MAX_SERIES,
             clock,
             path: path.to_owned(),
         })
+    }
+
+    /// This store with at most `max_series` distinct (experiment, variant) series: ingest
+    /// refuses a report that would add series past it ([`StoreError::TooManySeries`]).
+    /// A store that already holds more (opened with a higher limit before) keeps them and
+    /// takes no new ones. The default is [`DEFAULT_MAX_SERIES`].
+    #[must_use]
+    pub fn with_max_series(mut self, max_series: usize) -> Store {
+        self.max_series = max_series;
+        self
     }
 
     /// The file this store was opened on.

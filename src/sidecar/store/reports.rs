@@ -1,6 +1,7 @@
 //! Reports: idempotent ingest into minute buckets, totals, compaction and retention.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -240,6 +241,59 @@ fn upsert_agent(conn: &Connection, report: &Report, received_ms: i64) -> Result<
     Ok(())
 }
 
+/// Distinct (experiment, variant) series in `windows`: one primary-key seek per series
+/// (the key starts with both columns), not a scan of every stored bucket. Keys are read as
+/// whatever SQLite holds, so an odd stored value is counted, not an error.
+pub(super) fn count_series(conn: &Connection) -> Result<usize, StoreError> {
+    type Key = (rusqlite::types::Value, rusqlite::types::Value);
+    let key = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Key> { Ok((r.get(0)?, r.get(1)?)) };
+    let mut next = conn.prepare(
+        "SELECT experiment, variant FROM windows
+         WHERE (experiment, variant) > (?1, ?2)
+         ORDER BY experiment, variant LIMIT 1",
+    )?;
+    let mut at: Option<Key> = conn
+        .query_row(
+            "SELECT experiment, variant FROM windows ORDER BY experiment, variant LIMIT 1",
+            [],
+            key,
+        )
+        .optional()?;
+    let mut count = 0;
+    while let Some((experiment, variant)) = at {
+        count += 1;
+        at = next
+            .query_row(params![experiment, variant], key)
+            .optional()?;
+    }
+    Ok(count)
+}
+
+/// The series (experiment, variant) `report` would store that `windows` does not hold
+/// yet: its variants with metrics (empty ones are not stored), each once.
+fn new_series<'r>(
+    conn: &Connection,
+    report: &'r Report,
+) -> Result<Vec<(&'r str, &'r str)>, StoreError> {
+    let mut stored = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM windows WHERE experiment = ?1 AND variant = ?2)",
+    )?;
+    let mut seen = HashSet::new();
+    let mut new = Vec::new();
+    for experiment in &report.snapshot.experiments {
+        for variant in &experiment.variants {
+            let key = (experiment.name.as_str(), variant.name.as_str());
+            if variant.metrics.is_empty() || !seen.insert(key) {
+                continue;
+            }
+            if !stored.query_row(params![key.0, key.1], |r| r.get::<_, bool>(0))? {
+                new.push(key);
+            }
+        }
+    }
+    Ok(new)
+}
+
 /// One `windows` row as read for merging.
 struct StoredWindow {
     experiment: String,
@@ -254,7 +308,9 @@ impl Store {
     /// Ingests a report atomically; idempotent by `report_id`.
     ///
     /// In one transaction: records the report id (a known id makes it a
-    /// [`Ingested::Duplicate`] and nothing changes), updates the agent's row, merges each
+    /// [`Ingested::Duplicate`] and nothing changes), checks that the series it would add
+    /// keep the store within its limit ([`Store::with_max_series`]), updates the agent's
+    /// row, merges each
     /// non-empty variant's metrics into the minute bucket of `snapshot.window_end_ms`
     /// (keeping the variant's model when the report names one) and appends an
     /// `agent.load_error` audit row per load failure (stamped `received_ms`). The caller
@@ -263,7 +319,8 @@ impl Store {
     /// # Errors
     /// [`StoreError::WindowOutOfRange`] when the window ends before
     /// [`EARLIEST_WINDOW_END_MS`] or more than [`MAX_WINDOW_AHEAD_MS`] after the store's
-    /// clock, [`StoreError::Corrupt`] when a stored bucket does not decode,
+    /// clock, [`StoreError::TooManySeries`] when it would add series past the limit,
+    /// [`StoreError::Corrupt`] when a stored bucket does not decode,
     /// [`StoreError::Invalid`] when a counter of its bucket would overflow, SQLite's error
     /// otherwise; on any error nothing is committed.
     pub fn ingest(&self, report: &Report, received_ms: i64) -> Result<Ingested, StoreError> {
@@ -290,6 +347,19 @@ impl Store {
         if inserted == 0 {
             // Dropping the transaction rolls it back: nothing changed.
             return Ok(Ingested::Duplicate);
+        }
+        // Under the lock, so no other ingest adds series between this check and the commit.
+        let series = self.series.load(Ordering::Relaxed);
+        let new = new_series(&tx, report)?;
+        if let Some((experiment, variant)) = new.first()
+            && series.saturating_add(new.len()) > self.max_series
+        {
+            return Err(StoreError::TooManySeries {
+                new: new.len(),
+                stored: series,
+                limit: self.max_series,
+                example: format!("{experiment}/{variant}"),
+            });
         }
         upsert_agent(&tx, report, received_ms)?;
         for experiment in &report.snapshot.experiments {
@@ -357,6 +427,7 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        self.series.store(series + new.len(), Ordering::Relaxed);
         Ok(Ingested::Accepted)
     }
 
