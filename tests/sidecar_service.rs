@@ -233,8 +233,17 @@ fn free_port() -> u16 {
 }
 
 fn start_binary(dir: &TempDir, port: u16) -> std::process::Child {
+    start_binary_with(dir, port, "")
+}
+
+/// [`start_binary`] with `settings` (top-level keys) in its config.
+fn start_binary_with(dir: &TempDir, port: u16, settings: &str) -> std::process::Child {
     let config = dir.0.join("sidecar.toml");
-    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{CONFIG}")).unwrap();
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\n{settings}\n{CONFIG}"),
+    )
+    .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -1315,4 +1324,176 @@ fn reports_that_would_store_series_past_the_limit_are_refused_whole() {
     );
     assert_eq!(code, 202, "{body}");
     assert_eq!(status(&sidecar.url()).variants.len(), 7);
+}
+
+/// Reads `stream` to its end and returns what arrived. The server must close: a read that
+/// waits the whole (generous) socket timeout instead fails the test.
+fn read_until_closed(stream: &mut std::net::TcpStream, what: &str) -> Vec<u8> {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!(
+                "{what}: the server kept the connection open ({e}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = TempDir::new("slow-clients");
+    let mut config = sidecar_config(&dir);
+    config.header_read_timeout = Duration::from_millis(300);
+    config.body_read_timeout = Duration::from_millis(300);
+    let sidecar = server::spawn(&config).unwrap();
+    let addr = sidecar.addr();
+
+    // Connects and sends nothing.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    // Sends part of a request line.
+    let mut partial_line = TcpStream::connect(addr).unwrap();
+    partial_line.write_all(b"POST /v1/reports HTT").unwrap();
+    // Sends a whole request line and some headers, never the blank line that ends them.
+    let mut partial_head = TcpStream::connect(addr).unwrap();
+    partial_head
+        .write_all(
+            b"POST /v1/reports HTTP/1.1\r\nHost: sidecar\r\nContent-Type: application/json\r\n",
+        )
+        .unwrap();
+    for (stream, what) in [
+        (&mut silent, "silent"),
+        (&mut partial_line, "partial request line"),
+        (&mut partial_head, "partial headers"),
+    ] {
+        let got = read_until_closed(stream, what);
+        assert!(
+            got.is_empty(),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+
+    // A whole head, then a tenth of the body it announces: a 408 and the connection closed.
+    let mut partial_body = TcpStream::connect(addr).unwrap();
+    partial_body
+        .write_all(
+            format!(
+                "POST /v1/reports HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer {AGENT_TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"version\":"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let got = read_until_closed(&mut partial_body, "partial body");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+
+    // Still serving, and the late body is counted.
+    let s = status(&sidecar.url());
+    assert_eq!(
+        s.ingest.rejected["body_timeout"], 1,
+        "{:?}",
+        s.ingest.rejected
+    );
+    let (code, body) = post(
+        &sidecar.url(),
+        AGENT_TOKEN,
+        "application/json",
+        one_report("on-time").to_json().unwrap(),
+    );
+    assert_eq!(code, 202, "{body}");
+}
+
+#[test]
+fn a_report_in_flight_when_the_sidecar_stops_is_answered() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = TempDir::new("graceful");
+    let mut config = sidecar_config(&dir);
+    config.body_read_timeout = Duration::from_secs(60);
+    let sidecar = server::spawn(&config).unwrap();
+    let addr = sidecar.addr();
+    let body = one_report("in-flight").to_json().unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/reports HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer {AGENT_TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Expect: 100-continue\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    // The server says `100 Continue` once the handler reads the body: the request is in
+    // flight.
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    let stopping = std::thread::spawn(move || sidecar.stop());
+    // Once it stops accepting, the body still gets its answer.
+    wait_for("the listener to close", || {
+        TcpStream::connect(addr).is_err()
+    });
+    stream.write_all(&body).unwrap();
+    let got = read_until_closed(&mut stream, "in-flight report");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 202"), "{text}");
+    stopping.join().unwrap();
+    let store = modelgate::sidecar::store::Store::open(
+        &config.database,
+        modelgate::sidecar::store::Durability::Full,
+    )
+    .unwrap();
+    assert_eq!(store.reports_accepted().unwrap(), 1);
+}
+
+#[test]
+fn a_client_sending_a_head_slowly_does_not_hold_the_shutdown_of_serve() {
+    use std::io::Write;
+    let dir = TempDir::new("serve-shutdown");
+    let port = free_port();
+    let mut child = start_binary_with(&dir, port, "header_read_timeout_s = 1");
+    let url = format!("http://127.0.0.1:{port}");
+    // One request done on a keep-alive connection (idle now), one head never finished.
+    assert_eq!(admin_get(&url, "/healthz").status().as_u16(), 200);
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: sidecar\r\n")
+        .unwrap();
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+    // Graceful: it waits for the unfinished head at most the header timeout, then exits.
+    let mut exited = None;
+    wait_for("the sidecar to exit", || {
+        exited = child.try_wait().unwrap();
+        exited.is_some()
+    });
+    assert!(exited.unwrap().success(), "{exited:?}");
+    let got = read_until_closed(&mut slow, "unfinished head at shutdown");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
 }

@@ -7,6 +7,10 @@
 //! max_body_bytes = 8388608           # larger report bodies get 413
 //! max_series = 10000                 # most (experiment, variant) series stored; a report
 //!                                    # that would add more is refused whole (422)
+//! header_read_timeout_s = 30         # a connection that does not send a request's head
+//!                                    # (line and headers) in time is closed, idle ones too
+//! body_read_timeout_s = 30           # a request body not received in time after its head
+//!                                    # is a 408 and the connection is closed
 //! agent_token_env = "MODELGATE_AGENT_TOKEN"   # default names of the variables holding
 //! admin_token_env = "MODELGATE_ADMIN_TOKEN"   # the tokens (or agent_token_file, ...)
 //! dashboard_read_only = false        # true: the dashboard and the admin API's GET routes
@@ -31,6 +35,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -47,6 +52,11 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 /// a row per minute for the last two hours and a row per hour after that, so 10 000
 /// series is far beyond any real set of experiments yet keeps the store bounded.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// Default of `header_read_timeout_s` and `body_read_timeout_s`: 30 s, far beyond what an
+/// agent on a working network needs to send a report of the largest accepted size.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `header_read_timeout_s` or `body_read_timeout_s`: one hour.
+pub const MAX_READ_TIMEOUT_S: u64 = 3600;
 
 /// Why the config cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +87,8 @@ struct File {
     durability: Option<Durability>,
     max_body_bytes: Option<usize>,
     max_series: Option<usize>,
+    header_read_timeout_s: Option<u64>,
+    body_read_timeout_s: Option<u64>,
     agent_token_env: Option<String>,
     agent_token_file: Option<PathBuf>,
     admin_token_env: Option<String>,
@@ -105,6 +117,17 @@ pub struct SidecarConfig {
     /// (`422`, counted as `too_many_series`), and series already stored keep being
     /// accepted. Raise it when more experiments are configured over the store's life.
     pub max_series: usize,
+    /// How long a connection may take to send a request's line and headers
+    /// (`header_read_timeout_s`, default [`DEFAULT_READ_TIMEOUT`]); the clock starts when
+    /// the server waits for a request, so an idle keep-alive connection is closed after it
+    /// too. A client that connects and sends nothing, or sends a head slowly, holds a
+    /// connection and a file descriptor for at most this long.
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive after its head
+    /// (`body_read_timeout_s`, default [`DEFAULT_READ_TIMEOUT`]). A report whose body is
+    /// late is a `408` (counted as `body_timeout`) and its connection is closed; other
+    /// routes answer `400`.
+    pub body_read_timeout: Duration,
     /// Token agents present.
     pub agent_token: String,
     /// Token the admin API requires.
@@ -130,6 +153,8 @@ impl std::fmt::Debug for SidecarConfig {
             .field("durability", &self.durability)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_series", &self.max_series)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("agent_token", &"<redacted>")
             .field("admin_token", &"<redacted>")
             .field("dashboard_read_only", &self.dashboard_read_only)
@@ -158,6 +183,8 @@ impl SidecarConfig {
             durability: Durability::Full,
             max_body_bytes: 8 << 20,
             max_series: DEFAULT_MAX_SERIES,
+            header_read_timeout: DEFAULT_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_READ_TIMEOUT,
             agent_token: agent_token.to_owned(),
             admin_token: admin_token.to_owned(),
             dashboard_read_only: false,
@@ -210,6 +237,9 @@ impl SidecarConfig {
                 "max_series must be at least 1".into(),
             ));
         }
+        let header_read_timeout =
+            read_timeout("header_read_timeout_s", file.header_read_timeout_s)?;
+        let body_read_timeout = read_timeout("body_read_timeout_s", file.body_read_timeout_s)?;
         let agent_token = read_token(
             "agent",
             file.agent_token_env.as_deref(),
@@ -260,11 +290,24 @@ impl SidecarConfig {
             durability: file.durability.unwrap_or_default(),
             max_body_bytes,
             max_series,
+            header_read_timeout,
+            body_read_timeout,
             agent_token,
             admin_token,
             dashboard_read_only: file.dashboard_read_only.unwrap_or(false),
             experiments,
         })
+    }
+}
+
+/// A read timeout of the config, in whole seconds from 1 to [`MAX_READ_TIMEOUT_S`].
+fn read_timeout(key: &str, seconds: Option<u64>) -> Result<Duration, SidecarConfigError> {
+    match seconds {
+        None => Ok(DEFAULT_READ_TIMEOUT),
+        Some(s) if (1..=MAX_READ_TIMEOUT_S).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(s) => Err(SidecarConfigError::Invalid(format!(
+            "{key} = {s}: must be 1 to {MAX_READ_TIMEOUT_S} seconds"
+        ))),
     }
 }
 
@@ -336,12 +379,22 @@ mod tests {
         assert_eq!(c.database, Path::new("/srv/mg/modelgate.db"));
         assert_eq!(c.durability, Durability::Full);
         assert_eq!(c.max_series, DEFAULT_MAX_SERIES);
+        assert_eq!(c.header_read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(c.body_read_timeout, DEFAULT_READ_TIMEOUT);
         assert!(
             !c.dashboard_read_only,
             "reading needs the token unless told otherwise"
         );
         let c = SidecarConfig::parse("max_series = 20", Path::new("."), &env).unwrap();
         assert_eq!(c.max_series, 20);
+        let c = SidecarConfig::parse(
+            "header_read_timeout_s = 5\nbody_read_timeout_s = 60",
+            Path::new("."),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(60));
         let c = SidecarConfig::parse("dashboard_read_only = true", Path::new("."), &env).unwrap();
         assert!(c.dashboard_read_only);
         assert!(
@@ -360,6 +413,14 @@ mod tests {
             ("lissten = \"127.0.0.1:1\"", "unknown field"),
             ("max_body_bytes = 10", "at least 1024"),
             ("max_series = 0", "max_series must be at least 1"),
+            (
+                "header_read_timeout_s = 0",
+                "header_read_timeout_s = 0: must be 1 to",
+            ),
+            (
+                "body_read_timeout_s = 3601",
+                "body_read_timeout_s = 3601: must be 1 to",
+            ),
             (
                 "[[experiments]]\nname = \"e\"\nstrategy = \"nope\"\n[[experiments.variants]]\nname = \"a\"",
                 "experiments",

@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod config;
+mod connections;
 pub mod control;
 pub mod dashboard;
 pub mod demo;

@@ -2,7 +2,7 @@
 //!
 //! | route | token | what |
 //! |---|---|---|
-//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 422 when the report would store more (experiment, variant) series than `max_series` ([`super::store::Store::with_max_series`]; nothing of it is stored), 503 store failure |
+//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 408 a body not received within `body_read_timeout_s` of its head, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 422 when the report would store more (experiment, variant) series than `max_series` ([`super::store::Store::with_max_series`]; nothing of it is stored), 503 store failure |
 //! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
 //! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
@@ -23,6 +23,12 @@
 //! answer without a token too (the dashboard's read-only view); writes always need it, and
 //! `/v1/control` keeps needing the agent or admin token.
 //!
+//! Connections are served by an accept loop of our own (`axum::serve` has no timeouts): a
+//! client that does not send a request head within `header_read_timeout_s` is
+//! disconnected, idle keep-alive connections are closed after it too, and every request
+//! body must arrive within `body_read_timeout_s` of its head (a report's late body is a
+//! 408; other routes answer 400), so slow or silent clients cannot hold connections.
+//!
 //! Every rejected request is counted by reason (`modelgate_reports_rejected_total`), and
 //! SQLite work runs on tokio's blocking pool, never on the async workers. A report is
 //! acknowledged only after the transaction that records its id and merges its metrics has
@@ -42,6 +48,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::config::SidecarConfig;
+use super::connections;
 use super::control::{ControlError, ControlPlane};
 use super::dashboard;
 use super::dashboard::data::{DataError, DistributionQuery, SeriesQuery};
@@ -92,11 +99,12 @@ enum Rejection {
     WindowOutOfRange,
     Version,
     TooManySeries,
+    BodyTimeout,
     StoreError,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 9] = [
+    const ALL: [Rejection; 10] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Malformed,
@@ -105,6 +113,7 @@ impl Rejection {
         Rejection::WindowOutOfRange,
         Rejection::Version,
         Rejection::TooManySeries,
+        Rejection::BodyTimeout,
         Rejection::StoreError,
     ];
 
@@ -118,6 +127,7 @@ impl Rejection {
             Rejection::WindowOutOfRange => "window_out_of_range",
             Rejection::Version => "version",
             Rejection::TooManySeries => "too_many_series",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::StoreError => "store_error",
         }
     }
@@ -134,6 +144,7 @@ impl Rejection {
             // Well-formed and valid, but the store will not take more series: sending it
             // again cannot help until an operator raises the limit.
             Rejection::TooManySeries => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::StoreError => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -177,6 +188,7 @@ struct AppState {
     read_only: bool,
     clock: Arc<dyn Clock>,
     limits: WireLimits,
+    body_read_timeout: std::time::Duration,
     counters: IngestCounters,
     started: std::time::Instant,
 }
@@ -278,6 +290,7 @@ fn open_state(config: &SidecarConfig) -> Result<Arc<AppState>, ServeError> {
             max_bytes: config.max_body_bytes,
             ..WireLimits::default()
         },
+        body_read_timeout: config.body_read_timeout,
         counters: IngestCounters::default(),
         started: std::time::Instant::now(),
     }))
@@ -334,6 +347,7 @@ async fn maintain(store: Arc<Store>) {
 }
 
 fn app(state: Arc<AppState>) -> HttpRouter {
+    let body_read_timeout = state.body_read_timeout;
     HttpRouter::new()
         .route("/v1/reports", axum::routing::post(post_report))
         .route("/v1/control", get(get_control).put(put_control))
@@ -357,6 +371,10 @@ fn app(state: Arc<AppState>) -> HttpRouter {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .layer(axum::middleware::map_request_with_state(
+            body_read_timeout,
+            connections::with_body_deadline,
+        ))
 }
 
 /// Starts the service on a runtime thread of its own and returns once it listens.
@@ -384,31 +402,28 @@ pub fn spawn(config: &SidecarConfig) -> Result<RunningSidecar, ServeError> {
         source,
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let header_timeout = config.header_read_timeout;
     let thread = std::thread::Builder::new()
         .name("modelgate-sidecar-main".into())
         .spawn(move || {
             runtime.block_on(async move {
                 let maintenance = tokio::spawn(maintain(state.store.clone()));
-                // Graceful: requests in flight finish; idle keep-alive connections of
-                // clients that stay around do not hold the shutdown more than a few seconds.
-                let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-                let mut grace_rx = stopping_tx.subscribe();
-                let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+                // Graceful: requests in flight finish; connections of clients that stay
+                // around (idle or still sending a head) do not hold the shutdown more than a
+                // few seconds, whatever the header timeout.
+                let (stopping_tx, mut grace_rx) = tokio::sync::watch::channel(false);
+                let serve = connections::serve(listener, app(state), header_timeout, async move {
                     let _ = rx.await;
                     let _ = stopping_tx.send(true);
-                    let _ = stopping_rx.changed().await;
                 });
-                let served = tokio::select! {
-                    r = serve => r,
+                tokio::select! {
+                    () = serve => {}
                     () = async move {
                         let _ = grace_rx.wait_for(|s| *s).await;
                         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                    } => Ok(()),
-                };
-                maintenance.abort();
-                if let Err(e) = served {
-                    tracing::error!("sidecar stopped: {e}");
+                    } => {}
                 }
+                maintenance.abort();
             });
         })
         .map_err(ServeError::Runtime)?;
@@ -450,24 +465,29 @@ pub fn serve_forever(
         on_listen(addr);
         tokio::spawn(maintain(state.store.clone()));
         let stopping = state.clone();
-        let served = axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(async move {
+        // Requests in flight finish; a client still sending a head holds the shutdown at
+        // most the header timeout.
+        connections::serve(
+            listener,
+            app(state.clone()),
+            config.header_read_timeout,
+            async move {
                 shutdown_signal().await;
                 // Cut short the lifecycle's waits now, not after the requests in flight
                 // (an approval may be in its grace period).
                 if let Some(lifecycle) = &stopping.lifecycle {
                     lifecycle.lifecycle.request_stop();
                 }
-            })
-            .await
-            .map_err(ServeError::Runtime);
+            },
+        )
+        .await;
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(lifecycle) = &state.lifecycle {
                 lifecycle.stop();
             }
         })
         .await;
-        served
+        Ok(())
     })
 }
 
@@ -640,6 +660,19 @@ async fn post_report(
     let bytes = match axum::body::to_bytes(body, state.limits.max_bytes).await {
         Ok(b) => b,
         Err(e) => {
+            if let Some(timeout) = connections::body_timeout(&e) {
+                // The rest of the body may still come: the connection cannot carry another
+                // request, so it is closed after this answer.
+                let mut response = reject(
+                    &state,
+                    Rejection::BodyTimeout,
+                    format!("{timeout}: send it faster"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
             let text = format!("{e} {:?}", std::error::Error::source(&e));
             if text.contains("length limit") {
                 return too_large(&state, None);
