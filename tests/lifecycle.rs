@@ -13,7 +13,7 @@ use common::{ELEC_EXPERIMENTS, ELEC2_HALF_HOUR_MS as HALF_HOUR_MS};
 use common::TempDir;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use modelgate::agent::{Agent, Feature, FeatureKind, FeatureValue};
 use modelgate::route::{Clock, ManualClock, RouterConfig};
@@ -270,6 +270,96 @@ fn a_better_candidate_is_approved_and_promoted() {
     assert_eq!(v2.metrics["lineage"]["trigger"], "manual");
     assert_eq!(v2.sha256.len(), 64);
     assert!(v2.trained_to_ms.unwrap() <= 8000 * HALF_HOUR_MS);
+}
+
+/// The grace period lets an administrator stop an update: rejecting the run, or rolling
+/// back, during it ends the wait at once, leaves production as the administrator wants it
+/// and rejects the run (it cannot undo the rollback when the period would have ended).
+#[test]
+fn an_update_can_be_stopped_during_its_grace_period() {
+    let s = setup("grace-veto", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "succeeded", "{outcome:?}");
+    assert_eq!(production(&s), Some(2));
+    // The same sidecar with a grace period (two minutes: a veto that did not work would let
+    // the update through, and the test would fail, not hang), approving ties.
+    let notify = NotifyConfig {
+        grace_period_s: 120,
+        ..NotifyConfig::default()
+    };
+    let mut config = s.config.clone();
+    config.notify = notify.clone();
+    config.min_improvement = 0.0;
+    let lifecycle = Lifecycle::new(
+        config,
+        s.store.clone(),
+        s.control.clone(),
+        Notifier::new(notify).unwrap(),
+        s.clock.clone(),
+    )
+    .unwrap()
+    .with_trainer(Box::new(s.trainer.clone()));
+    // The run whose update waits out its grace period (its `notifying` step is running).
+    let in_grace = || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let runs = s.store.active_runs().unwrap();
+            if let Some(run) = runs.iter().find(|r| {
+                r.steps
+                    .iter()
+                    .any(|x| x.name == "notifying" && x.state == "running")
+            }) {
+                return run.id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no update reached its grace period"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::thread::scope(|scope| {
+        let pipeline = scope.spawn(|| lifecycle.run(TriggerKind::Manual, serde_json::json!({})));
+        let run_id = in_grace();
+        lifecycle
+            .reject(run_id, "bob", "not during the sale")
+            .unwrap();
+        let outcome = pipeline.join().unwrap().unwrap();
+        assert_eq!(outcome.state, "rejected", "{outcome:?}");
+        assert_eq!(production(&s), Some(2));
+        let run = s.store.run(run_id).unwrap().unwrap();
+        assert_eq!(run.state, "rejected");
+        assert_eq!(run.outcome.unwrap()["rejected_by"], "bob");
+    });
+    std::thread::scope(|scope| {
+        let pipeline = scope.spawn(|| lifecycle.run(TriggerKind::Manual, serde_json::json!({})));
+        let run_id = in_grace();
+        assert_eq!(lifecycle.rollback(None, "carol", "complaints").unwrap(), 1);
+        let outcome = pipeline.join().unwrap().unwrap();
+        assert_eq!(outcome.state, "rejected", "{outcome:?}");
+        assert_eq!(production(&s), Some(1));
+        assert_eq!(served_model(&s).as_deref(), Some("elec@1"));
+        let run = s.store.run(run_id).unwrap().unwrap();
+        assert_eq!(run.state, "rejected");
+        assert_eq!(run.outcome.unwrap()["rejected_by"], "carol");
+    });
+    let rejections = s
+        .store
+        .audit_log(&AuditFilter {
+            kind: Some("run.reject".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let actors: Vec<&str> = rejections.iter().map(|r| r.actor.as_str()).collect();
+    assert!(
+        actors.contains(&"bob") && actors.contains(&"carol"),
+        "{actors:?}"
+    );
 }
 
 #[test]

@@ -1172,6 +1172,7 @@ fn lifecycle_error(e: LifecycleError) -> Response {
     match e {
         LifecycleError::Refused(reason) => problem(StatusCode::CONFLICT, "refused", reason),
         LifecycleError::Busy => problem(StatusCode::CONFLICT, "busy", e.to_string()),
+        LifecycleError::Vetoed { .. } => problem(StatusCode::CONFLICT, "vetoed", e.to_string()),
         other => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "lifecycle_error",

@@ -72,6 +72,17 @@ pub enum LifecycleError {
     /// previous version...).
     #[error("{0}")]
     Refused(String),
+    /// An administrator stopped an update during its grace period (a reject of the run, or
+    /// a rollback): production is unchanged and the run is rejected.
+    #[error("run {run_id}: {actor} stopped the update during its grace period: {reason}")]
+    Vetoed {
+        /// The run whose update was stopped.
+        run_id: i64,
+        /// Who stopped it.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
     /// The sidecar stopped while an Airflow DAG run trained the candidate; the run stays in
     /// its training step and a restarted sidecar follows the DAG run again.
     #[error("pipeline run {run_id} was interrupted at {step} by a shutdown; a restart resumes it")]
@@ -239,6 +250,16 @@ pub struct Lifecycle {
     last_drift: Mutex<Vec<triggers::FeatureDriftEvidence>>,
     resumable: Mutex<Vec<Resume>>,
     stop: StopSignal,
+    grace: Mutex<Option<GraceWait>>,
+}
+
+/// An update waiting out its grace period, which an administrator may stop.
+struct GraceWait {
+    run_id: i64,
+    /// Raised to end the wait early (a veto, or a shutdown).
+    wake: StopSignal,
+    /// Who stopped the update, and why.
+    veto: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -313,6 +334,7 @@ impl Lifecycle {
             last_drift: Mutex::new(Vec::new()),
             resumable: Mutex::new(Vec::new()),
             stop: StopSignal::default(),
+            grace: Mutex::new(None),
         })
     }
 
@@ -324,6 +346,81 @@ impl Lifecycle {
     /// running the pipeline returns soon after.
     pub fn request_stop(&self) {
         self.stop.raise();
+        if let Some(wait) = &*lock(&self.grace) {
+            wait.wake.raise();
+        }
+    }
+
+    /// Stops the update of `run_id` (any run when `None`) if it is waiting out its grace
+    /// period; returns whether there was one to stop. Its pipeline then rejects the run.
+    fn veto_grace(&self, run_id: Option<i64>, actor: &str, reason: &str) -> bool {
+        let mut grace = lock(&self.grace);
+        match &mut *grace {
+            Some(wait) if run_id.is_none_or(|id| id == wait.run_id) => {
+                wait.veto = Some((actor.to_owned(), reason.to_owned()));
+                wait.wake.raise();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Opens the grace period of `run_id`'s update to vetoes (before its `notifying` step is
+    /// recorded, so that whoever sees that step can stop it); returns the signal to wait on.
+    fn open_grace(&self, run_id: i64) -> StopSignal {
+        let wake = StopSignal::default();
+        *lock(&self.grace) = Some(GraceWait {
+            run_id,
+            wake: wake.clone(),
+            veto: None,
+        });
+        wake
+    }
+
+    /// Waits out the grace period opened by [`open_grace`](Self::open_grace) and closes it;
+    /// `Err` with who stopped the update, or with `None` on a shutdown.
+    fn wait_grace(
+        &self,
+        wake: &StopSignal,
+        grace: Duration,
+    ) -> Result<(), Option<(String, String)>> {
+        if !self.stop.is_raised() {
+            wake.sleep(grace);
+        }
+        let wait = lock(&self.grace).take();
+        match wait.and_then(|w| w.veto) {
+            Some(veto) => Err(Some(veto)),
+            None if self.stop.is_raised() => Err(None),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a run whose update an administrator stopped in its grace period as rejected.
+    fn record_veto(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
+        let model = self.config.model.clone();
+        self.control.decide(|_| {
+            Ok::<_, LifecycleError>(DecisionCommit {
+                actor: actor.into(),
+                reason: reason.into(),
+                kind: "run.reject".into(),
+                subject: model.clone(),
+                detail: serde_json::json!({"run_id": run_id, "actor": actor, "during": "grace_period"}),
+                aliases: Vec::new(),
+                control: None,
+                run: Some((
+                    run_id,
+                    "rejected".into(),
+                    serde_json::json!({"rejected_by": actor, "reason": reason, "during": "grace_period"}),
+                )),
+            })
+        })?;
+        self.notify(
+            NotificationKind::RunFinished,
+            format!("update of {model} stopped by {actor} (run {run_id})"),
+            format!("{reason}\nProduction is unchanged."),
+            serde_json::json!({"run_id": run_id}),
+        );
+        Ok(())
     }
 
     /// Replaces the trainer (tests use a failing one).
@@ -895,6 +992,20 @@ impl Lifecycle {
         let model = &self.config.model;
         match result {
             Ok(outcome) => Ok(outcome),
+            Err(LifecycleError::Vetoed {
+                run_id,
+                actor,
+                reason,
+            }) => {
+                self.record_veto(run_id, &actor, &reason)?;
+                Ok(RunOutcome {
+                    run_id,
+                    state: "rejected".into(),
+                    candidate: None,
+                    evaluation: None,
+                    reason: format!("stopped by {actor} during the grace period: {reason}"),
+                })
+            }
             Err(e @ LifecycleError::Interrupted { .. }) => {
                 tracing::warn!("{e}");
                 self.audit(
@@ -1348,6 +1459,8 @@ impl Lifecycle {
     ) -> Result<(), LifecycleError> {
         let old = self.store.alias(&self.config.model, "production")?;
         let grace = self.notifier.grace_period();
+        let mut vetoed = None;
+        let wake = (!grace.is_zero()).then(|| self.open_grace(run_id));
         self.step(run_id, "notifying", || {
             self.notify(
                 NotificationKind::ModelUpdate,
@@ -1368,12 +1481,37 @@ impl Lifecycle {
                     "grace_period_s": grace.as_secs(),
                 }),
             );
-            if !grace.is_zero() && self.stop.sleep(grace) {
-                return Err(
-                    "the sidecar shut down during the grace period; production is unchanged".into(),
-                );
+            if let Some(wake) = &wake {
+                match self.wait_grace(wake, grace) {
+                    Ok(()) => {}
+                    Err(Some((actor, reason))) => {
+                        let why = format!(
+                            "stopped by {actor} during the grace period: {reason}; production is unchanged"
+                        );
+                        vetoed = Some((actor, reason));
+                        return Err(why);
+                    }
+                    Err(None) => {
+                        return Err(
+                            "the sidecar shut down during the grace period; production is unchanged"
+                                .into(),
+                        );
+                    }
+                }
             }
             Ok(((), serde_json::json!({"grace_period_s": grace.as_secs()})))
+        })
+        .inspect_err(|_| {
+            // The step could fail before the wait (its row not written): close the period.
+            lock(&self.grace).take_if(|w| w.run_id == run_id);
+        })
+        .map_err(|e| match vetoed.take() {
+            Some((actor, reason)) => LifecycleError::Vetoed {
+                run_id,
+                actor,
+                reason,
+            },
+            None => e,
         })
     }
 
@@ -1979,22 +2117,41 @@ impl Lifecycle {
             .as_ref()
             .and_then(|o| o.get("evaluation"))
             .and_then(|e| serde_json::from_value(e.clone()).ok());
-        self.promote(
+        match self.promote(
             run_id,
             version,
             actor,
             &format!("approved by {actor}: {reason}"),
             evaluation.as_ref(),
-        )
+        ) {
+            Err(LifecycleError::Vetoed {
+                run_id,
+                actor: by,
+                reason: why,
+            }) => {
+                self.record_veto(run_id, &by, &why)?;
+                Err(LifecycleError::Vetoed {
+                    run_id,
+                    actor: by,
+                    reason: why,
+                })
+            }
+            other => other,
+        }
     }
 
-    /// Rejects a run waiting for review.
+    /// Rejects a run waiting for review, or stops the update of a run waiting out its grace
+    /// period (that run's pipeline then records it as rejected, production unchanged).
     ///
     /// # Errors
     /// As [`Lifecycle::approve`].
     pub fn reject(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
+        }
+        // An update in its grace period: stop it (its pipeline records the rejection).
+        if self.veto_grace(Some(run_id), actor, reason) {
+            return Ok(());
         }
         let Ok(_guard) = self.running.try_lock() else {
             return Err(LifecycleError::Busy);
@@ -2028,7 +2185,9 @@ impl Lifecycle {
 
     /// Restores `to` (default: the `previous` alias) as production at once, through the
     /// control plane; without `to`, during a rollout, stops the rollout instead (production
-    /// keeps all traffic). Returns the version now in production.
+    /// keeps all traffic). Returns the version now in production. An update waiting out its
+    /// grace period is stopped first (its run is rejected), so that it cannot undo the
+    /// rollback when the period ends.
     ///
     /// # Errors
     /// [`LifecycleError::Refused`] when there is no production or no version to go back to.
@@ -2041,6 +2200,8 @@ impl Lifecycle {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
+        // An update waiting out its grace period would replace what this restores: stop it.
+        self.veto_grace(None, actor, &format!("rollback: {reason}"));
         let model = self.config.model.clone();
         let current = self
             .store
