@@ -362,6 +362,84 @@ fn an_update_can_be_stopped_during_its_grace_period() {
     );
 }
 
+/// The "model update" notice goes out before the update even when the channels are slow:
+/// an SMTP server that accepts connections and never greets holds every email for its
+/// timeout, so the notice queues behind the run's earlier ones. At the moment the notice is
+/// handled, the agents must still be served the old model.
+#[test]
+fn the_update_notice_is_out_before_the_update_when_a_channel_is_slow() {
+    let s = setup("notice-first", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    // A peer that accepts and never answers: each attempt waits out the SMTP timeout.
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stuck.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in stuck.incoming() {
+            match conn {
+                Ok(c) => open.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let notify: NotifyConfig = toml::from_str(&format!(
+        r#"
+attempts = 2
+retry_base_ms = 10
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "modelgate@example.com"
+to = ["ops@example.com"]
+timeout_ms = 400
+"#
+    ))
+    .unwrap();
+    let served_at_notice: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let hook = {
+        let control = s.control.clone();
+        let seen = served_at_notice.clone();
+        Arc::new(move |d: &modelgate::sidecar::notify::Delivery| {
+            if d.kind == NotificationKind::ModelUpdate {
+                let doc = control.current();
+                let served = doc.control.experiments.experiments[0].variants[0]
+                    .model
+                    .clone();
+                seen.lock().unwrap().push(served);
+            }
+        })
+    };
+    let mut config = s.config.clone();
+    config.notify = notify.clone();
+    let lifecycle = Lifecycle::new(
+        config,
+        s.store.clone(),
+        s.control.clone(),
+        Notifier::with_hook(notify, hook).unwrap(),
+        s.clock.clone(),
+    )
+    .unwrap()
+    .with_trainer(Box::new(s.trainer.clone()));
+    let outcome = lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "succeeded", "{outcome:?}");
+    assert_eq!(served_model(&s).as_deref(), Some("elec@2"));
+    assert!(lifecycle.notifier().wait_idle(Duration::from_secs(60)));
+    let seen = served_at_notice.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the notice was handled");
+    assert!(
+        seen.iter().all(|m| m.as_deref() == Some("elec@1")),
+        "the update took effect before its notice was out: {seen:?}"
+    );
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    let notifying = run.steps.iter().find(|x| x.name == "notifying").unwrap();
+    assert_eq!(notifying.detail["notice_delivered"], true, "{notifying:?}");
+    drop(held);
+}
+
 #[test]
 fn a_small_improvement_waits_for_review_then_is_approved() {
     let s = setup(

@@ -215,6 +215,10 @@ pub fn decide(
     }
 }
 
+/// Longest wait for the "model update" notice to be delivered before the update goes ahead
+/// anyway (the notice is then still on its way, and in the log if every channel fails).
+pub const MAX_NOTICE_WAIT: Duration = Duration::from_secs(300);
+
 struct DataCache {
     stamp: Option<(std::time::SystemTime, u64)>,
     data: Option<Arc<TrainingData>>,
@@ -362,6 +366,24 @@ impl Lifecycle {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Waits until the notifier has handled every notification queued so far (sent on each
+    /// channel, or given up and logged), for at most [`MAX_NOTICE_WAIT`]; a shutdown or a
+    /// veto (raising `wake`) ends the wait early. Returns whether everything was handled.
+    fn wait_notices(&self, wake: Option<&StopSignal>) -> bool {
+        let started = std::time::Instant::now();
+        loop {
+            if self.notifier.wait_idle(Duration::from_millis(200)) {
+                return true;
+            }
+            if self.stop.is_raised()
+                || wake.is_some_and(StopSignal::is_raised)
+                || started.elapsed() >= MAX_NOTICE_WAIT
+            {
+                return false;
+            }
         }
     }
 
@@ -1481,6 +1503,9 @@ impl Lifecycle {
                     "grace_period_s": grace.as_secs(),
                 }),
             );
+            // The notice goes out before the update: wait until the notifier has delivered it
+            // (or given up and logged it), behind whatever was queued before it.
+            let notice_out = self.wait_notices(wake.as_ref());
             if let Some(wake) = &wake {
                 match self.wait_grace(wake, grace) {
                     Ok(()) => {}
@@ -1499,7 +1524,10 @@ impl Lifecycle {
                     }
                 }
             }
-            Ok(((), serde_json::json!({"grace_period_s": grace.as_secs()})))
+            Ok((
+                (),
+                serde_json::json!({"grace_period_s": grace.as_secs(), "notice_delivered": notice_out}),
+            ))
         })
         .inspect_err(|_| {
             // The step could fail before the wait (its row not written): close the period.
