@@ -19,6 +19,7 @@ use modelgate::agent::{Agent, Feature, FeatureKind, FeatureValue};
 use modelgate::route::{Clock, ManualClock, RouterConfig};
 use modelgate::sidecar::control::ControlPlane;
 use modelgate::sidecar::lifecycle::config::LifecycleConfig;
+use modelgate::sidecar::lifecycle::rollout::RolloutAction;
 use modelgate::sidecar::lifecycle::triggers::TriggerKind;
 use modelgate::sidecar::lifecycle::{Lifecycle, LifecycleError};
 use modelgate::sidecar::notify::{Channel, NotificationKind, Notifier, NotifyConfig};
@@ -474,6 +475,7 @@ fn a_small_improvement_waits_for_review_then_is_approved() {
             ..Default::default()
         })
         .unwrap();
+    assert_eq!(approvals[0].actor, "alice", "the row names who approved");
     assert_eq!(approvals[0].detail["actor"], "alice");
     assert_eq!(approvals[0].detail["reason"], "better enough for now");
     // A decided run cannot be decided again.
@@ -1016,6 +1018,82 @@ fn ship_outcomes(s: &Setup, n: usize, rate: f64, id: &str) {
     }
     let report = Report::new("agent-1", id, agent.snapshot());
     s.store.ingest(&report, s.clock.now_unix_ms()).unwrap();
+}
+
+/// Ships one report in which both variants served `requests` calls with half of them
+/// successes, the candidate variant naming `candidate_model`, its window ending at `at`.
+fn ship_rollout_report(s: &Setup, at: i64, candidate_model: &str, id: &str) {
+    use modelgate::agent::{ExperimentSnapshot, VariantSnapshot};
+    let agent = Agent::<u8>::builder()
+        .experiments_toml(ELEC_EXPERIMENTS)
+        .unwrap()
+        .clock(s.clock.clone())
+        .build()
+        .unwrap();
+    let mut snapshot = agent.snapshot();
+    snapshot.window_end_ms = at;
+    snapshot.window_start_ms = at - 1000;
+    let metrics = || {
+        let mut m = modelgate::metrics::VariantMetrics {
+            requests: 50,
+            ..Default::default()
+        };
+        m.binary.trials = 50;
+        m.binary.successes = 25;
+        m
+    };
+    snapshot.experiments = vec![ExperimentSnapshot {
+        name: "elec".into(),
+        variants: vec![
+            VariantSnapshot {
+                name: "production".into(),
+                model: Some("elec@1".into()),
+                metrics: metrics(),
+            },
+            VariantSnapshot {
+                name: "candidate".into(),
+                model: Some(candidate_model.into()),
+                metrics: metrics(),
+            },
+        ],
+    }];
+    let report = Report::new("agent-1", id, snapshot);
+    s.store.ingest(&report, at).unwrap();
+}
+
+/// An agent that could not load the candidate keeps its old model in the candidate's slot
+/// and reports it: those numbers are not the candidate's, so the rollout holds and the step
+/// starts again; once the agents report the candidate, it proceeds.
+#[test]
+fn a_rollout_holds_while_agents_report_another_model_for_the_candidate() {
+    let s = setup(
+        "rollout-model",
+        "[triggers]\nschedule = \"\"\ndrift = false\n[rollout]\nstrategy = \"gradual\"\nsteps = [50, 100]\nmin_requests = 10\nstep_duration_s = 60",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let outcome = s
+        .lifecycle
+        .run(TriggerKind::Manual, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(outcome.state, "running", "{outcome:?}");
+    let t0 = s.clock.now_unix_ms();
+    ship_rollout_report(&s, t0 + 60_000, "elec@1", "r1");
+    s.clock.set(t0 + 120_000);
+    assert!(s.lifecycle.tick().unwrap().is_none());
+    let check = s.lifecycle.last_rollout_check().expect("checked");
+    assert!(
+        matches!(&check.action, RolloutAction::Hold { reason } if reason.contains("elec@1 in the candidate variant")),
+        "{check:?}"
+    );
+    assert_eq!(production(&s), Some(1));
+    // The agents now serve the candidate: the step (started again) passes and promotes.
+    ship_rollout_report(&s, t0 + 180_000, "elec@2", "r2");
+    s.clock.set(t0 + 240_000);
+    let done = s.lifecycle.tick().unwrap().expect("the rollout ends");
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(production(&s), Some(2));
 }
 
 #[test]

@@ -476,8 +476,13 @@ impl Lifecycle {
     }
 
     fn audit(&self, kind: &str, subject: &str, detail: serde_json::Value) {
+        self.audit_as("sidecar", kind, subject, detail);
+    }
+
+    /// An audit row of a decision `actor` made (an administrator's approval).
+    fn audit_as(&self, actor: &str, kind: &str, subject: &str, detail: serde_json::Value) {
         let entry = NewAudit {
-            actor: "sidecar".into(),
+            actor: actor.into(),
             kind: kind.into(),
             subject: subject.into(),
             detail,
@@ -1887,6 +1892,27 @@ impl Lifecycle {
         ))
     }
 
+    /// A model other than the rollout's candidate that the candidate variant's stored buckets
+    /// in `[from, until)` name, if any.
+    fn candidate_served_elsewhere(
+        &self,
+        state: &RolloutState,
+        from: i64,
+        until: i64,
+    ) -> Result<Option<String>, LifecycleError> {
+        Ok(self
+            .store
+            .windows(
+                &self.config.experiment,
+                &self.config.candidate_variant,
+                from,
+                until,
+            )?
+            .into_iter()
+            .filter_map(|w| w.model)
+            .find(|m| *m != state.reference))
+    }
+
     fn advance_rollout(&self, state: RolloutState) -> Result<Option<RunOutcome>, LifecycleError> {
         let now = self.clock.now_unix_ms();
         // Whole minutes only: a bucket that started before the step mixes two splits.
@@ -1894,7 +1920,7 @@ impl Lifecycle {
         let ceil = |t: i64| (t + minute - 1).div_euclid(minute) * minute;
         let (step_p, step_c) = self.variant_metrics(ceil(state.step_started_ms), now + 1)?;
         let (all_p, all_c) = self.variant_metrics(ceil(state.started_ms), now + 1)?;
-        let check = rollout::check(
+        let mut check = rollout::check(
             &self.config.rollout,
             &state,
             now,
@@ -1903,6 +1929,28 @@ impl Lifecycle {
             &all_p,
             &all_c,
         );
+        // Reports of the candidate variant from another model (an agent that could not load
+        // the candidate keeps its old model in the slot) must not promote the candidate.
+        if matches!(
+            check.action,
+            RolloutAction::Promote { .. } | RolloutAction::NextStep { .. }
+        ) && let Some(other) =
+            self.candidate_served_elsewhere(&state, ceil(state.step_started_ms), now + 1)?
+        {
+            check.action = RolloutAction::Hold {
+                reason: format!(
+                    "agents report {other} in the {} variant, not {}: the candidate is not loaded everywhere; the step starts again",
+                    self.config.candidate_variant, state.reference
+                ),
+            };
+            // The step's observations restart: its earlier numbers mix in another model.
+            if let Some(s) = lock(&self.rollout)
+                .as_mut()
+                .filter(|s| s.run_id == state.run_id)
+            {
+                s.step_started_ms = now;
+            }
+        }
         *lock(&self.last_check) = Some(check.clone());
         let detail = serde_json::to_value(&check).unwrap_or_default();
         match check.action.clone() {
@@ -1961,7 +2009,31 @@ impl Lifecycle {
                 Ok(None)
             }
             RolloutAction::Promote { reason } => {
-                self.notify_update(state.run_id, &state.reference, "sidecar", &reason, None)?;
+                match self.notify_update(state.run_id, &state.reference, "sidecar", &reason, None) {
+                    Ok(()) => {}
+                    Err(LifecycleError::Vetoed {
+                        run_id,
+                        actor,
+                        reason,
+                    }) => {
+                        // A reject of the run in the grace period: stop the rollout too
+                        // (production keeps all traffic). A rollback has already done so.
+                        if lock(&self.rollout)
+                            .as_ref()
+                            .is_some_and(|r| r.run_id == run_id)
+                        {
+                            self.rollback(None, &actor, &reason)?;
+                        }
+                        return Ok(Some(RunOutcome {
+                            run_id,
+                            state: "rejected".into(),
+                            candidate: Some(state.version),
+                            evaluation: None,
+                            reason: format!("stopped by {actor} during the grace period: {reason}"),
+                        }));
+                    }
+                    Err(e) => return Err(e),
+                }
                 // The state is cleared only once the promotion committed; a rollback during
                 // the grace period wins.
                 let mut guard = lock(&self.rollout);
@@ -2135,7 +2207,8 @@ impl Lifecycle {
             "approved",
             serde_json::json!({"actor": actor, "reason": reason}),
         )?;
-        self.audit(
+        self.audit_as(
+            actor,
             "run.approve",
             &format!("{}@{version}", self.config.model),
             serde_json::json!({"run_id": run_id, "actor": actor, "reason": reason}),
