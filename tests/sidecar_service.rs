@@ -1255,7 +1255,7 @@ fn reports_that_would_store_series_past_the_limit_are_refused_whole() {
     // Three more would pass the limit of six: the whole report is refused, its known
     // series included, and nothing changes.
     let (code, body) = send(&report_with_series("three-more", "ghost", &["a", "b", "c"]));
-    assert_eq!(code, 422, "{body}");
+    assert_eq!(code, 507, "{body}");
     let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["error"], "too_many_series", "{body}");
     let reason = problem["reason"].as_str().unwrap();
@@ -1286,7 +1286,7 @@ fn reports_that_would_store_series_past_the_limit_are_refused_whole() {
     let (code, body) = send(&again);
     assert_eq!(code, 202, "{body}");
     let (code, body) = send(&report_with_series("one-more", "ghost", &["c"]));
-    assert_eq!(code, 422, "{body}");
+    assert_eq!(code, 507, "{body}");
     assert!(body.contains("6 stored"), "{body}");
     // A retry of an accepted report is still a duplicate.
     let (code, body) = send(&report_with_series("two-more", "ghost", &["a", "b"]));
@@ -1307,7 +1307,7 @@ fn reports_that_would_store_series_past_the_limit_are_refused_whole() {
             .to_json()
             .unwrap(),
     );
-    assert_eq!(code, 422, "{body}");
+    assert_eq!(code, 507, "{body}");
     assert!(body.contains("6 stored"), "{body}");
     drop(sidecar);
 

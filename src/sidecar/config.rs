@@ -6,7 +6,8 @@
 //! durability = "full"                # "full" (default) or "normal"
 //! max_body_bytes = 8388608           # larger report bodies get 413
 //! max_series = 10000                 # most (experiment, variant) series stored; a report
-//!                                    # that would add more is refused whole (422)
+//!                                    # that would add more is refused whole (507,
+//!                                    # which agents retry)
 //! header_read_timeout_s = 30         # a connection that does not send a request's head
 //!                                    # (line and headers) in time is closed, idle ones too
 //! body_read_timeout_s = 30           # a request body not received in time after its head
@@ -114,8 +115,8 @@ pub struct SidecarConfig {
     /// Most distinct (experiment, variant) series the store keeps (`max_series`, default
     /// [`DEFAULT_MAX_SERIES`]). Every series a report names is stored for good, so this
     /// bounds the store's growth: a report that would add series past it is refused whole
-    /// (`422`, counted as `too_many_series`), and series already stored keep being
-    /// accepted. Raise it when more experiments are configured over the store's life.
+    /// (`507`, counted as `too_many_series`; agents retry it, so raising the limit loses
+    /// no data), and series already stored keep being accepted. Raise it when more experiments are configured over the store's life.
     pub max_series: usize,
     /// How long a connection may take to send a request's line and headers
     /// (`header_read_timeout_s`, default [`DEFAULT_READ_TIMEOUT`]); the clock starts when

@@ -2,7 +2,7 @@
 //!
 //! | route | token | what |
 //! |---|---|---|
-//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 408 a body not received within `body_read_timeout_s` of its head, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 422 when the report would store more (experiment, variant) series than `max_series` ([`super::store::Store::with_max_series`]; nothing of it is stored), 503 store failure |
+//! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 408 a body not received within `body_read_timeout_s` of its head, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 507 when the report would store more (experiment, variant) series than `max_series` ([`super::store::Store::with_max_series`]; nothing of it is stored, and the agent's reporter retries it, so that raising the limit loses no data), 503 store failure |
 //! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
 //! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
@@ -143,7 +143,7 @@ impl Rejection {
             Rejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             // Well-formed and valid, but the store will not take more series: sending it
             // again cannot help until an operator raises the limit.
-            Rejection::TooManySeries => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::TooManySeries => StatusCode::INSUFFICIENT_STORAGE,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::StoreError => StatusCode::SERVICE_UNAVAILABLE,
         }
