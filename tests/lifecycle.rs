@@ -273,6 +273,75 @@ fn a_better_candidate_is_approved_and_promoted() {
     assert!(v2.trained_to_ms.unwrap() <= 8000 * HALF_HOUR_MS);
 }
 
+/// The run whose update is being announced or waits out its grace period (its `notifying`
+/// step is running), waiting for one for up to two minutes.
+fn notifying_run(s: &Setup) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = s.store.active_runs().unwrap();
+        if let Some(run) = runs.iter().find(|r| {
+            r.steps
+                .iter()
+                .any(|x| x.name == "notifying" && x.state == "running")
+        }) {
+            return run.id;
+        }
+        assert!(Instant::now() < deadline, "no update reached its notice");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Without a grace period the update still waits for its notice; a reject meanwhile stops
+/// it (before, the wait could not be interrupted and a rollback then was undone).
+#[test]
+fn an_update_waiting_for_its_notice_can_be_stopped() {
+    let s = setup("notice-veto", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    s.trainer.use_features(&FEATURES);
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stuck.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for c in stuck.incoming().flatten() {
+            open.push(c);
+        }
+    });
+    // Each email waits 20 s for a greeting that never comes.
+    let notify: NotifyConfig = toml::from_str(&format!(
+        r#"
+attempts = 1
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "modelgate@example.com"
+to = ["ops@example.com"]
+timeout_ms = 20000
+"#
+    ))
+    .unwrap();
+    let mut config = s.config.clone();
+    config.notify = notify.clone();
+    let lifecycle = Lifecycle::new(
+        config,
+        s.store.clone(),
+        s.control.clone(),
+        Notifier::new(notify).unwrap(),
+        s.clock.clone(),
+    )
+    .unwrap()
+    .with_trainer(Box::new(s.trainer.clone()));
+    std::thread::scope(|scope| {
+        let pipeline = scope.spawn(|| lifecycle.run(TriggerKind::Manual, serde_json::json!({})));
+        let run_id = notifying_run(&s);
+        lifecycle.reject(run_id, "erin", "not now").unwrap();
+        let outcome = pipeline.join().unwrap().unwrap();
+        assert_eq!(outcome.state, "rejected", "{outcome:?}");
+        assert_eq!(production(&s), Some(1));
+        assert_eq!(served_model(&s).as_deref(), Some("elec@1"));
+    });
+}
+
 /// The grace period lets an administrator stop an update: rejecting the run, or rolling
 /// back, during it ends the wait at once, leaves production as the administrator wants it
 /// and rejects the run (it cannot undo the rollback when the period would have ended).
@@ -305,28 +374,15 @@ fn an_update_can_be_stopped_during_its_grace_period() {
     )
     .unwrap()
     .with_trainer(Box::new(s.trainer.clone()));
-    // The run whose update waits out its grace period (its `notifying` step is running).
-    let in_grace = || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let runs = s.store.active_runs().unwrap();
-            if let Some(run) = runs.iter().find(|r| {
-                r.steps
-                    .iter()
-                    .any(|x| x.name == "notifying" && x.state == "running")
-            }) {
-                return run.id;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no update reached its grace period"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let in_grace = || notifying_run(&s);
     std::thread::scope(|scope| {
         let pipeline = scope.spawn(|| lifecycle.run(TriggerKind::Manual, serde_json::json!({})));
         let run_id = in_grace();
+        // A rollback that is refused changes nothing: the update still waits.
+        assert!(matches!(
+            lifecycle.rollback(Some(2), "dave", "to what serves already"),
+            Err(LifecycleError::Refused(_))
+        ));
         lifecycle
             .reject(run_id, "bob", "not during the sale")
             .unwrap();

@@ -361,7 +361,9 @@ impl Lifecycle {
         let mut grace = lock(&self.grace);
         match &mut *grace {
             Some(wait) if run_id.is_none_or(|id| id == wait.run_id) => {
-                wait.veto = Some((actor.to_owned(), reason.to_owned()));
+                if wait.veto.is_none() {
+                    wait.veto = Some((actor.to_owned(), reason.to_owned()));
+                }
                 wait.wake.raise();
                 true
             }
@@ -399,22 +401,49 @@ impl Lifecycle {
         wake
     }
 
-    /// Waits out the grace period opened by [`open_grace`](Self::open_grace) and closes it;
-    /// `Err` with who stopped the update, or with `None` on a shutdown.
+    /// Waits out the grace period opened by [`open_grace`](Self::open_grace) (which stays
+    /// open until [`commit_unless_vetoed`](Self::commit_unless_vetoed)); `Err` with who
+    /// stopped the update, or with `None` on a shutdown.
     fn wait_grace(
         &self,
         wake: &StopSignal,
         grace: Duration,
     ) -> Result<(), Option<(String, String)>> {
-        if !self.stop.is_raised() {
+        if !self.stop.is_raised() && !grace.is_zero() {
             wake.sleep(grace);
         }
-        let wait = lock(&self.grace).take();
-        match wait.and_then(|w| w.veto) {
+        let veto = lock(&self.grace).as_ref().and_then(|w| w.veto.clone());
+        match veto {
             Some(veto) => Err(Some(veto)),
             None if self.stop.is_raised() => Err(None),
             None => Ok(()),
         }
+    }
+
+    /// Commits `run_id`'s update with `commit` unless it was vetoed meanwhile, and closes its
+    /// grace period either way. The grace lock is held through the commit, so a veto lands
+    /// either before it (nothing changes, the run is rejected) or after it (the update took
+    /// effect and the veto finds no update to stop).
+    fn commit_unless_vetoed(
+        &self,
+        run_id: i64,
+        commit: impl FnOnce() -> Result<(), LifecycleError>,
+    ) -> Result<(), LifecycleError> {
+        let mut grace = lock(&self.grace);
+        let veto = grace
+            .as_ref()
+            .filter(|w| w.run_id == run_id)
+            .and_then(|w| w.veto.clone());
+        let result = match veto {
+            Some((actor, reason)) => Err(LifecycleError::Vetoed {
+                run_id,
+                actor,
+                reason,
+            }),
+            None => commit(),
+        };
+        grace.take_if(|w| w.run_id == run_id);
+        result
     }
 
     /// Records a run whose update an administrator stopped in its grace period as rejected.
@@ -1487,7 +1516,7 @@ impl Lifecycle {
         let old = self.store.alias(&self.config.model, "production")?;
         let grace = self.notifier.grace_period();
         let mut vetoed = None;
-        let wake = (!grace.is_zero()).then(|| self.open_grace(run_id));
+        let wake = self.open_grace(run_id);
         self.step(run_id, "notifying", || {
             self.notify(
                 NotificationKind::ModelUpdate,
@@ -1510,9 +1539,9 @@ impl Lifecycle {
             );
             // The notice goes out before the update: wait until the notifier has delivered it
             // (or given up and logged it), behind whatever was queued before it.
-            let notice_out = self.wait_notices(wake.as_ref());
-            if let Some(wake) = &wake {
-                match self.wait_grace(wake, grace) {
+            let notice_out = self.wait_notices(Some(&wake));
+            {
+                match self.wait_grace(&wake, grace) {
                     Ok(()) => {}
                     Err(Some((actor, reason))) => {
                         let why = format!(
@@ -1535,7 +1564,7 @@ impl Lifecycle {
             ))
         })
         .inspect_err(|_| {
-            // The step could fail before the wait (its row not written): close the period.
+            // Nothing is committed after a failed step: close the period.
             lock(&self.grace).take_if(|w| w.run_id == run_id);
         })
         .map_err(|e| match vetoed.take() {
@@ -1568,17 +1597,13 @@ impl Lifecycle {
         let rollout = self.config.rollout.strategy != RolloutStrategy::Immediate
             && old.as_ref().is_some_and(|o| o.version != version);
         self.notify_update(run_id, &reference, actor, reason, evaluation)?;
-        if rollout {
-            return self.start_rollout(
-                run_id,
-                version,
-                &reference,
-                &record.artifact,
-                actor,
-                reason,
-            );
-        }
-        self.commit_promotion(run_id, version, actor, reason, evaluation)
+        self.commit_unless_vetoed(run_id, || {
+            if rollout {
+                self.start_rollout(run_id, version, &reference, &record.artifact, actor, reason)
+            } else {
+                self.commit_promotion(run_id, version, actor, reason, evaluation)
+            }
+        })
     }
 
     /// Moves the aliases, serves `version` to everyone and finishes the run, in one
@@ -2009,41 +2034,37 @@ impl Lifecycle {
                 Ok(None)
             }
             RolloutAction::Promote { reason } => {
-                match self.notify_update(state.run_id, &state.reference, "sidecar", &reason, None) {
-                    Ok(()) => {}
-                    Err(LifecycleError::Vetoed {
-                        run_id,
-                        actor,
-                        reason,
-                    }) => {
-                        // A reject of the run in the grace period: stop the rollout too
-                        // (production keeps all traffic). A rollback has already done so.
-                        if lock(&self.rollout)
-                            .as_ref()
-                            .is_some_and(|r| r.run_id == run_id)
-                        {
-                            self.rollback(None, &actor, &reason)?;
-                        }
-                        return Ok(Some(RunOutcome {
-                            run_id,
-                            state: "rejected".into(),
-                            candidate: Some(state.version),
-                            evaluation: None,
-                            reason: format!("stopped by {actor} during the grace period: {reason}"),
-                        }));
-                    }
+                // A veto here comes from a rollback (a reject of a run being rolled out goes
+                // through one), which stops the rollout and rejects the run itself.
+                let mut promoted = false;
+                let committed = self
+                    .notify_update(state.run_id, &state.reference, "sidecar", &reason, None)
+                    .and_then(|()| {
+                        self.commit_unless_vetoed(state.run_id, || {
+                            // The state is cleared only once the promotion committed; a
+                            // rollback that took the rollout meanwhile wins.
+                            let mut guard = lock(&self.rollout);
+                            if guard.as_ref().map(|r| r.run_id) != Some(state.run_id) {
+                                return Ok(());
+                            }
+                            self.finish_rollout_step(state.run_id, "succeeded", &detail);
+                            self.commit_promotion(
+                                state.run_id,
+                                state.version,
+                                "sidecar",
+                                &reason,
+                                None,
+                            )?;
+                            *guard = None;
+                            promoted = true;
+                            Ok(())
+                        })
+                    });
+                match committed {
+                    Ok(()) if promoted => {}
+                    Ok(()) | Err(LifecycleError::Vetoed { .. }) => return Ok(None),
                     Err(e) => return Err(e),
                 }
-                // The state is cleared only once the promotion committed; a rollback during
-                // the grace period wins.
-                let mut guard = lock(&self.rollout);
-                if guard.as_ref().map(|r| r.run_id) != Some(state.run_id) {
-                    return Ok(None);
-                }
-                self.finish_rollout_step(state.run_id, "succeeded", &detail);
-                self.commit_promotion(state.run_id, state.version, "sidecar", &reason, None)?;
-                *guard = None;
-                drop(guard);
                 Ok(Some(RunOutcome {
                     run_id: state.run_id,
                     state: "succeeded".into(),
@@ -2250,6 +2271,15 @@ impl Lifecycle {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
+        // A run being rolled out: rejecting it stops its rollout (an update in its grace
+        // period included), production keeping all traffic.
+        if lock(&self.rollout)
+            .as_ref()
+            .is_some_and(|r| r.run_id == run_id)
+        {
+            self.rollback(None, actor, reason)?;
+            return Ok(());
+        }
         // An update in its grace period: stop it (its pipeline records the rejection).
         if self.veto_grace(Some(run_id), actor, reason) {
             return Ok(());
@@ -2301,16 +2331,43 @@ impl Lifecycle {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
-        // An update waiting out its grace period would replace what this restores: stop it.
-        self.veto_grace(None, actor, &format!("rollback: {reason}"));
         let model = self.config.model.clone();
-        let current = self
-            .store
-            .alias(&model, "production")?
-            .ok_or_else(|| LifecycleError::Refused(format!("{model} has no production version")))?;
+        let production = || {
+            self.store.alias(&model, "production")?.ok_or_else(|| {
+                LifecycleError::Refused(format!("{model} has no production version"))
+            })
+        };
+        let resolve = |to: Option<u32>| -> Result<_, LifecycleError> {
+            match to {
+                Some(v) => self.store.model(&model, v)?.ok_or_else(|| {
+                    LifecycleError::Refused(format!("{model}@{v} is not registered"))
+                }),
+                None => self.store.alias(&model, "previous")?.ok_or_else(|| {
+                    LifecycleError::Refused(format!(
+                        "{model} has no previous version to roll back to"
+                    ))
+                }),
+            }
+        };
+        // Every refusal first: a refused rollback changes nothing.
+        let current = production()?;
+        if to.is_some() || lock(&self.rollout).is_none() {
+            let target = resolve(to)?;
+            if target.version == current.version {
+                return Err(LifecycleError::Refused(format!(
+                    "{} is already production",
+                    target.reference
+                )));
+            }
+        }
+        // An update waiting out its grace period would replace what this restores: stop it
+        // (before taking the rollout: its commit holds the grace period, then the rollout).
+        self.veto_grace(None, actor, &format!("rollback: {reason}"));
         // Holding the rollout through the commit: the rollout's own decisions check it.
         let mut rollout_guard = lock(&self.rollout);
         let active = rollout_guard.clone();
+        // Read again under the lock: an update may have committed before the veto.
+        let current = production()?;
         if to.is_none()
             && let Some(state) = active
         {
@@ -2348,15 +2405,7 @@ impl Lifecycle {
             );
             return Ok(current.version);
         }
-        let target = match to {
-            Some(v) => self
-                .store
-                .model(&model, v)?
-                .ok_or_else(|| LifecycleError::Refused(format!("{model}@{v} is not registered")))?,
-            None => self.store.alias(&model, "previous")?.ok_or_else(|| {
-                LifecycleError::Refused(format!("{model} has no previous version to roll back to"))
-            })?,
-        };
+        let target = resolve(to)?;
         if target.version == current.version {
             return Err(LifecycleError::Refused(format!(
                 "{} is already production",
