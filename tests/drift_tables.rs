@@ -500,6 +500,26 @@ fn missing_values_match_pandas_and_their_share_is_tested() {
     assert_eq!(lines[0]["missing_reference"], 60);
     assert_eq!(lines[0]["missing_current"], 200);
     assert!(lines[2]["missing_p_value"].is_null());
+    // A column missing entirely in one file: no statistics, and its missing line.
+    let gone: Vec<String> = (0..50).map(|i| format!("NA,{i}")).collect();
+    let kept: Vec<String> = (0..50).map(|i| format!("{},{i}", i as f64 / 7.0)).collect();
+    std::fs::write(dir.join("r2.csv"), csv("x,y", &kept)).expect("write");
+    std::fs::write(dir.join("c2.csv"), csv("x,y", &gone)).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["drift", "--numeric", "x", "--reference"])
+        .arg(dir.join("r2.csv"))
+        .arg("--current")
+        .arg(dir.join("c2.csv"))
+        .output()
+        .expect("run modelgate drift");
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        table.contains("no_data")
+            && table.contains(
+                "missing: 0 of 50 reference rows (0.00%), 50 of 50 current rows (100.00%)"
+            ),
+        "{table}"
+    );
     let table = drift(false);
     assert!(
         table.contains(

@@ -763,6 +763,9 @@ fn drift(
                     result.verdict()
                 )
                 .map_err(write_err)?;
+                if let Some(line) = missing_line(result, r.rows, c.rows, alpha) {
+                    writeln!(out, "    missing: {line}").map_err(write_err)?;
+                }
             }
             continue;
         };

@@ -34,6 +34,8 @@ pub enum ColumnKind {
 /// as NaN). R writes `NA`; spreadsheets write `#N/A`. In a column read as numbers these count
 /// as missing values and do not make the column categorical; in a categorical column they are
 /// categories like any other text, so a change in how often they occur counts as drift.
+/// Fields are compared after trimming spaces (` NA ` is missing; pandas would read it as
+/// text), as numbers are parsed after trimming.
 pub const MISSING_TOKENS: &[&str] = &[
     "NA", "N/A", "n/a", "NULL", "null", "None", "<NA>", "#N/A", "#N/A N/A", "#NA", "-1.#IND",
     "-1.#QNAN", "1.#IND", "1.#QNAN",

@@ -359,15 +359,24 @@ pub fn check(
     }
     let elapsed_ms = (now_ms - state.started_ms).max(0);
     let out_of_time = elapsed_ms >= 1000 * config.max_duration_s as i64;
-    // SRM within the step (the split is fixed there). It holds the rollout, but not past
-    // the maximum duration: then production is kept below.
-    if percent < 100.0 && step_requests.0 + step_requests.1 >= 2 * min && !out_of_time {
+    // SRM within the step (the split is fixed there). It holds the rollout; at the maximum
+    // duration production is kept, never promoted on numbers the SRM makes untrustworthy.
+    if percent < 100.0 && step_requests.0 + step_requests.1 >= 2 * min {
         let weights = [1.0 - percent / 100.0, percent / 100.0];
         if let Ok(srm) = srm_test(&[step_requests.0, step_requests.1], &weights) {
             result.srm_p_value = Some(srm.p_value);
             if srm.p_value < config.srm_alpha {
-                result.action = RolloutAction::SampleRatioMismatch {
-                    p_value: srm.p_value,
+                result.action = if out_of_time {
+                    RolloutAction::Inconclusive {
+                        reason: format!(
+                            "the rollout reached its maximum duration with a sample ratio mismatch (p = {:.2e})",
+                            srm.p_value
+                        ),
+                    }
+                } else {
+                    RolloutAction::SampleRatioMismatch {
+                        p_value: srm.p_value,
+                    }
                 };
                 return result;
             }
@@ -388,6 +397,14 @@ pub fn check(
         }
         _ => None,
     };
+    // Outcomes judge this rollout, but the step has none yet for a variant: no step passes
+    // (nor the rollout) untested.
+    if outcomes.is_some() && step_outcomes.is_none() && !out_of_time {
+        result.action = RolloutAction::Hold {
+            reason: "waiting for online outcomes of both variants in this step".into(),
+        };
+        return result;
+    }
     if let Some((kind, p, c)) = step_outcomes {
         let policy = Policy {
             metric: kind,
@@ -455,7 +472,7 @@ pub fn check(
             // The candidate is worse on the primary metric beyond doubt (the always-valid
             // interval of candidate − production lies below 0): production wins, whatever
             // the policy's decision says (it only names winners that beat the control).
-            if let Some(harm) = primary_harm(&decision) {
+            if let Some(harm) = primary_harm(&decision, min) {
                 result.action = RolloutAction::Rollback { reason: harm };
                 return result;
             }
@@ -560,14 +577,18 @@ pub fn check(
 }
 
 /// Why to roll back when `decision`'s evidence shows the candidate worse than production on
-/// the primary metric: the always-valid interval of the difference lies entirely below 0.
-fn primary_harm(decision: &Decision) -> Option<String> {
+/// the primary metric: the always-valid interval of the difference lies entirely below 0,
+/// with at least `min_sample` observations of each variant.
+fn primary_harm(decision: &Decision, min_sample: u64) -> Option<String> {
     let evidence = match decision {
         Decision::Continue { evidence, .. }
         | Decision::Winner { evidence, .. }
         | Decision::Inconclusive { evidence, .. } => evidence,
         Decision::StopHarm { .. } => return None,
     };
+    if evidence.n_control < min_sample || evidence.n_candidate < min_sample {
+        return None;
+    }
     let difference = evidence.sequential_difference?;
     (difference.upper < 0.0).then(|| {
         format!(
@@ -726,6 +747,45 @@ mod tests {
             matches!(late.action, RolloutAction::Inconclusive { .. }),
             "{late:?}"
         );
+        // A clearly better candidate on the mismatched numbers is not promoted either.
+        let better = metrics(4_000, 3_600, spread(3));
+        let late = check(&config, &state, 90_000, &p, &better, &p, &better);
+        assert!(
+            matches!(late.action, RolloutAction::Inconclusive { .. }),
+            "{late:?}"
+        );
+    }
+
+    /// A step without outcomes for a variant does not pass untested when outcomes judge the
+    /// rollout; and a few observations do not roll back on the primary metric.
+    #[test]
+    fn steps_wait_for_outcomes_and_harm_needs_min_requests() {
+        let config = RolloutConfig {
+            steps: vec![50.0, 100.0],
+            step_duration_s: 0,
+            ..RolloutConfig::default()
+        };
+        let state = RolloutState { step: 0, ..state() };
+        let (p, c) = (
+            metrics(3_000, 1_500, spread(3)),
+            metrics(3_000, 1_500, spread(3)),
+        );
+        let mut no_outcomes = metrics(3_000, 0, spread(3));
+        no_outcomes.binary = Default::default();
+        let held = check(&config, &state, 1000, &p, &no_outcomes, &p, &c);
+        assert!(
+            matches!(held.action, RolloutAction::Hold { .. }),
+            "{held:?}"
+        );
+        let moved = check(&config, &state, 1000, &p, &c, &p, &c);
+        assert!(
+            matches!(moved.action, RolloutAction::Promote { .. }),
+            "{moved:?}"
+        );
+        // 9 of 10 against 0 of 10: far apart, but below min_requests (500).
+        let (few_p, few_c) = (metrics(10, 9, spread(3)), metrics(10, 0, spread(3)));
+        let c = check(&config, &state, 1000, &few_p, &few_c, &few_p, &few_c);
+        assert!(!matches!(c.action, RolloutAction::Rollback { .. }), "{c:?}");
     }
 
     /// An error-rate increase of exactly the tolerance (29% against 31%, 2 points) is within
