@@ -199,6 +199,39 @@ fn first_model(s: &Setup) {
     assert_eq!(served_model(s).as_deref(), Some("elec@1"));
 }
 
+/// A lifecycle whose experiment or variants the control document does not have would train
+/// and announce models it can never promote: it does not start.
+#[test]
+fn an_unknown_experiment_or_variant_is_a_config_error() {
+    let s = setup("unknown-experiment", NO_TRIGGERS, NotifyConfig::default());
+    for (spoil, needle) in [
+        (
+            Box::new(|c: &mut LifecycleConfig| c.experiment = "zzz".into())
+                as Box<dyn Fn(&mut LifecycleConfig)>,
+            "no experiment `zzz`",
+        ),
+        (
+            Box::new(|c: &mut LifecycleConfig| c.candidate_variant = "challenger".into()),
+            "no variant `challenger`",
+        ),
+    ] {
+        let mut config = s.config.clone();
+        spoil(&mut config);
+        let err = Lifecycle::new(
+            config,
+            s.store.clone(),
+            s.control.clone(),
+            Notifier::new(NotifyConfig::default()).unwrap(),
+            s.clock.clone(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, LifecycleError::Config(m) if m.contains(needle)),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn a_better_candidate_is_approved_and_promoted() {
     let s = setup("approve", NO_TRIGGERS, NotifyConfig::default());

@@ -284,7 +284,8 @@ impl Lifecycle {
     /// agents through `control`, telling administrators through `notifier`.
     ///
     /// # Errors
-    /// [`LifecycleError::Config`] for unusable settings.
+    /// [`LifecycleError::Config`] for unusable settings, among them an experiment (or its
+    /// production and candidate variants) that the control document does not have.
     pub fn new(
         config: LifecycleConfig,
         store: Arc<Store>,
@@ -318,7 +319,7 @@ impl Lifecycle {
             ),
         };
         let now = clock.now_unix_ms();
-        Ok(Lifecycle {
+        let lifecycle = Lifecycle {
             config,
             store,
             control,
@@ -339,7 +340,14 @@ impl Lifecycle {
             resumable: Mutex::new(Vec::new()),
             stop: StopSignal::default(),
             grace: Mutex::new(None),
-        })
+        };
+        // A misspelt experiment or variant would train, register and announce models that
+        // can never be promoted: refuse it at start.
+        let mut experiments = lifecycle.control.current().control.experiments.clone();
+        lifecycle
+            .experiment_of(&mut experiments)
+            .map_err(|e| LifecycleError::Config(format!("lifecycle.experiment: {e}")))?;
+        Ok(lifecycle)
     }
 
     /// Asks the lifecycle to stop (the sidecar is shutting down): no run starts or resumes
