@@ -154,6 +154,72 @@ fn setup(name: &str, extra: &str, notify: NotifyConfig) -> Setup {
     }
 }
 
+/// A second lifecycle over `s`'s store, control plane, clock and trainer: `config` with
+/// `notifier` (tests that need other notification settings than `s` was set up with).
+fn lifecycle_with(s: &Setup, config: LifecycleConfig, notifier: Notifier) -> Lifecycle {
+    Lifecycle::new(
+        config,
+        s.store.clone(),
+        s.control.clone(),
+        notifier,
+        s.clock.clone(),
+    )
+    .unwrap()
+    .with_trainer(Box::new(s.trainer.clone()))
+}
+
+/// An agent with the lifecycle's experiments and its five numeric features.
+fn agent_with_features(s: &Setup) -> Agent<u8> {
+    Agent::<u8>::builder()
+        .experiments_toml(ELEC_EXPERIMENTS)
+        .unwrap()
+        .features(
+            FEATURES
+                .iter()
+                .map(|f| Feature {
+                    name: f.to_string(),
+                    kind: FeatureKind::Numeric,
+                })
+                .collect(),
+        )
+        .clock(s.clock.clone())
+        .build()
+        .unwrap()
+}
+
+/// Notifications by email to an SMTP server on 127.0.0.1:`port`: `attempts` per
+/// notification, 10 ms before the first retry, `timeout_ms` per connection and command.
+fn smtp_notify(port: u16, attempts: u32, timeout_ms: u64) -> NotifyConfig {
+    toml::from_str(&format!(
+        r#"
+attempts = {attempts}
+retry_base_ms = 10
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "modelgate@example.com"
+to = ["ops@example.com"]
+timeout_ms = {timeout_ms}
+"#
+    ))
+    .unwrap()
+}
+
+/// The port of a peer on 127.0.0.1 that accepts connections and never answers (an SMTP
+/// server that never greets): each attempt waits out its timeout.
+fn silent_peer() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for c in listener.incoming().flatten() {
+            open.push(c);
+        }
+    });
+    port
+}
+
 const NO_TRIGGERS: &str = r#"
 [triggers]
 schedule = ""
@@ -331,39 +397,11 @@ fn an_update_waiting_for_its_notice_can_be_stopped() {
     let s = setup("notice-veto", NO_TRIGGERS, NotifyConfig::default());
     first_model(&s);
     s.trainer.use_features(&FEATURES);
-    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = stuck.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut open = Vec::new();
-        for c in stuck.incoming().flatten() {
-            open.push(c);
-        }
-    });
     // Each email waits 20 s for a greeting that never comes.
-    let notify: NotifyConfig = toml::from_str(&format!(
-        r#"
-attempts = 1
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-from = "modelgate@example.com"
-to = ["ops@example.com"]
-timeout_ms = 20000
-"#
-    ))
-    .unwrap();
+    let notify = smtp_notify(silent_peer(), 1, 20000);
     let mut config = s.config.clone();
     config.notify = notify.clone();
-    let lifecycle = Lifecycle::new(
-        config,
-        s.store.clone(),
-        s.control.clone(),
-        Notifier::new(notify).unwrap(),
-        s.clock.clone(),
-    )
-    .unwrap()
-    .with_trainer(Box::new(s.trainer.clone()));
+    let lifecycle = lifecycle_with(&s, config, Notifier::new(notify).unwrap());
     std::thread::scope(|scope| {
         let pipeline = scope.spawn(|| lifecycle.run(TriggerKind::Manual, serde_json::json!({})));
         let run_id = notifying_run(&s);
@@ -398,15 +436,7 @@ fn an_update_can_be_stopped_during_its_grace_period() {
     let mut config = s.config.clone();
     config.notify = notify.clone();
     config.min_improvement = 0.0;
-    let lifecycle = Lifecycle::new(
-        config,
-        s.store.clone(),
-        s.control.clone(),
-        Notifier::new(notify).unwrap(),
-        s.clock.clone(),
-    )
-    .unwrap()
-    .with_trainer(Box::new(s.trainer.clone()));
+    let lifecycle = lifecycle_with(&s, config, Notifier::new(notify).unwrap());
     let in_grace = || notifying_run(&s);
     std::thread::scope(|scope| {
         let pipeline = scope.spawn(|| lifecycle.run(TriggerKind::Manual, serde_json::json!({})));
@@ -461,32 +491,7 @@ fn the_update_notice_is_out_before_the_update_when_a_channel_is_slow() {
     let s = setup("notice-first", NO_TRIGGERS, NotifyConfig::default());
     first_model(&s);
     s.trainer.use_features(&FEATURES);
-    // A peer that accepts and never answers: each attempt waits out the SMTP timeout.
-    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = stuck.local_addr().unwrap().port();
-    let held = std::thread::spawn(move || {
-        let mut open = Vec::new();
-        for conn in stuck.incoming() {
-            match conn {
-                Ok(c) => open.push(c),
-                Err(_) => break,
-            }
-        }
-    });
-    let notify: NotifyConfig = toml::from_str(&format!(
-        r#"
-attempts = 2
-retry_base_ms = 10
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-from = "modelgate@example.com"
-to = ["ops@example.com"]
-timeout_ms = 400
-"#
-    ))
-    .unwrap();
+    let notify = smtp_notify(silent_peer(), 2, 400);
     let served_at_notice: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let hook = {
         let control = s.control.clone();
@@ -503,15 +508,7 @@ timeout_ms = 400
     };
     let mut config = s.config.clone();
     config.notify = notify.clone();
-    let lifecycle = Lifecycle::new(
-        config,
-        s.store.clone(),
-        s.control.clone(),
-        Notifier::with_hook(notify, hook).unwrap(),
-        s.clock.clone(),
-    )
-    .unwrap()
-    .with_trainer(Box::new(s.trainer.clone()));
+    let lifecycle = lifecycle_with(&s, config, Notifier::with_hook(notify, hook).unwrap());
     let outcome = lifecycle
         .run(TriggerKind::Manual, serde_json::json!({}))
         .unwrap();
@@ -527,7 +524,6 @@ timeout_ms = 400
     let run = s.store.run(outcome.run_id).unwrap().unwrap();
     let notifying = run.steps.iter().find(|x| x.name == "notifying").unwrap();
     assert_eq!(notifying.detail["notice_delivered"], true, "{notifying:?}");
-    drop(held);
 }
 
 #[test]
@@ -820,21 +816,7 @@ fn ship_rows(s: &Setup, from: usize, to: usize, step: usize) {
         .iter()
         .map(|f| header.iter().position(|h| h == f).unwrap())
         .collect();
-    let agent = Agent::<u8>::builder()
-        .experiments_toml(ELEC_EXPERIMENTS)
-        .unwrap()
-        .features(
-            FEATURES
-                .iter()
-                .map(|f| Feature {
-                    name: f.to_string(),
-                    kind: FeatureKind::Numeric,
-                })
-                .collect(),
-        )
-        .clock(s.clock.clone())
-        .build()
-        .unwrap();
+    let agent = agent_with_features(s);
     let elec = agent.experiment("elec").unwrap();
     let mut row = vec![FeatureValue::Missing; FEATURES.len()];
     for (i, line) in lines.enumerate().skip(from).take(to - from).step_by(step) {
@@ -916,20 +898,7 @@ fn an_unreachable_smtp_server_does_not_stop_the_pipeline() {
         .local_addr()
         .unwrap()
         .port();
-    let notify: NotifyConfig = toml::from_str(&format!(
-        r#"
-attempts = 2
-retry_base_ms = 10
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-from = "modelgate@example.com"
-to = ["ops@example.com"]
-timeout_ms = 2000
-"#
-    ))
-    .unwrap();
+    let notify = smtp_notify(port, 2, 2000);
     let s = setup("smtp-down", NO_TRIGGERS, notify);
     first_model(&s);
     assert!(s.lifecycle.notifier().wait_idle(Duration::from_secs(60)));
@@ -1009,21 +978,7 @@ fn a_restart_mid_run_marks_the_run_failed_and_changes_nothing() {
 /// Ships `n` labelled records from an agent at the lifecycle's current time; returns the
 /// report.
 fn ship_labelled(s: &Setup, n: usize, id: &str) -> Report {
-    let agent = Agent::<u8>::builder()
-        .experiments_toml(ELEC_EXPERIMENTS)
-        .unwrap()
-        .features(
-            FEATURES
-                .iter()
-                .map(|f| Feature {
-                    name: f.to_string(),
-                    kind: FeatureKind::Numeric,
-                })
-                .collect(),
-        )
-        .clock(s.clock.clone())
-        .build()
-        .unwrap();
+    let agent = agent_with_features(s);
     for i in 0..n {
         let x = i as f64 / n as f64;
         agent.record_labelled(&[x, 0.4, 0.003, 0.42, 0.41], (i % 2) as f64);
@@ -1227,21 +1182,7 @@ fn one_huge_labelled_record_does_not_block_retraining() {
     s.clock.set(s.clock.now_unix_ms() + 100 * HALF_HOUR_MS);
     let huge = [1e308, 1e308, -1e308, 1e308, 1e308];
     // Agents refuse such a record when it is recorded (counted as a non-finite value)...
-    let agent = Agent::<u8>::builder()
-        .experiments_toml(ELEC_EXPERIMENTS)
-        .unwrap()
-        .features(
-            FEATURES
-                .iter()
-                .map(|f| Feature {
-                    name: f.to_string(),
-                    kind: FeatureKind::Numeric,
-                })
-                .collect(),
-        )
-        .clock(s.clock.clone())
-        .build()
-        .unwrap();
+    let agent = agent_with_features(&s);
     agent.record_labelled(&huge, 1.0);
     agent.record_labelled(&[0.5, 0.4, 0.003, 0.42, 0.41], 1.0);
     let mut snapshot = agent.snapshot();
