@@ -454,25 +454,41 @@ impl Lifecycle {
         result
     }
 
-    /// Records a run whose update an administrator stopped in its grace period as rejected.
-    fn record_veto(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
-        let model = self.config.model.clone();
+    /// Commits `actor`'s rejection of `run_id` (audit row `run.reject` about `subject`, the
+    /// run `rejected`); `during` names the phase it happened in, when not a review.
+    fn commit_rejection(
+        &self,
+        run_id: i64,
+        subject: &str,
+        actor: &str,
+        reason: &str,
+        during: Option<&str>,
+    ) -> Result<(), LifecycleError> {
+        let mut detail = serde_json::json!({"run_id": run_id, "actor": actor});
+        let mut outcome = serde_json::json!({"rejected_by": actor, "reason": reason});
+        if let Some(during) = during {
+            detail["during"] = during.into();
+            outcome["during"] = during.into();
+        }
         self.control.decide(|_| {
             Ok::<_, LifecycleError>(DecisionCommit {
                 actor: actor.into(),
                 reason: reason.into(),
                 kind: "run.reject".into(),
-                subject: model.clone(),
-                detail: serde_json::json!({"run_id": run_id, "actor": actor, "during": "grace_period"}),
+                subject: subject.into(),
+                detail: detail.clone(),
                 aliases: Vec::new(),
                 control: None,
-                run: Some((
-                    run_id,
-                    "rejected".into(),
-                    serde_json::json!({"rejected_by": actor, "reason": reason, "during": "grace_period"}),
-                )),
+                run: Some((run_id, "rejected".into(), outcome.clone())),
             })
         })?;
+        Ok(())
+    }
+
+    /// Records a run whose update an administrator stopped in its grace period as rejected.
+    fn record_veto(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
+        let model = self.config.model.clone();
+        self.commit_rejection(run_id, &model, actor, reason, Some("grace_period"))?;
         self.notify(
             NotificationKind::RunFinished,
             format!("update of {model} stopped by {actor} (run {run_id})"),
@@ -2297,22 +2313,7 @@ impl Lifecycle {
         };
         let (_, version) = self.pending_run(run_id)?;
         let reference = format!("{}@{version}", self.config.model);
-        self.control.decide(|_| {
-            Ok::<_, LifecycleError>(DecisionCommit {
-                actor: actor.into(),
-                reason: reason.into(),
-                kind: "run.reject".into(),
-                subject: reference.clone(),
-                detail: serde_json::json!({"run_id": run_id, "actor": actor}),
-                aliases: Vec::new(),
-                control: None,
-                run: Some((
-                    run_id,
-                    "rejected".into(),
-                    serde_json::json!({"rejected_by": actor, "reason": reason}),
-                )),
-            })
-        })?;
+        self.commit_rejection(run_id, &reference, actor, reason, None)?;
         self.notify(
             NotificationKind::RunFinished,
             format!("{reference} rejected by {actor}"),
