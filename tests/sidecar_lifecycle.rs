@@ -147,12 +147,15 @@ fn retrain_review_approve_rollback_over_http_and_cli() {
     // Validation of the admin calls.
     let (code, _) = post(&url, "/v1/retrain", serde_json::json!({"reason": " "}));
     assert_eq!(code, 400, "a reason is required");
-    let (code, _) = post(
-        &url,
-        "/v1/runs/99/approve",
-        serde_json::json!({"reason": "x"}),
-    );
-    assert_eq!(code, 409);
+    for action in ["approve", "reject"] {
+        let (code, body) = post(
+            &url,
+            &format!("/v1/runs/99/{action}"),
+            serde_json::json!({"reason": "x"}),
+        );
+        assert_eq!(code, 404, "an unknown run is not found: {body}");
+        assert!(body.to_string().contains("no pipeline run 99"), "{body}");
+    }
     let r = client()
         .post(format!("{url}/v1/retrain"))
         .bearer_auth(AGENT_TOKEN)

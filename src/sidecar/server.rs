@@ -1170,6 +1170,7 @@ fn no_lifecycle() -> Response {
 
 fn lifecycle_error(e: LifecycleError) -> Response {
     match e {
+        LifecycleError::UnknownRun(_) => problem(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         LifecycleError::Refused(reason) => problem(StatusCode::CONFLICT, "refused", reason),
         LifecycleError::Busy => problem(StatusCode::CONFLICT, "busy", e.to_string()),
         LifecycleError::Vetoed { .. } => problem(StatusCode::CONFLICT, "vetoed", e.to_string()),

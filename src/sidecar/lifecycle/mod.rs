@@ -68,8 +68,11 @@ pub enum LifecycleError {
     /// The control document could not change.
     #[error(transparent)]
     Control(#[from] ControlError),
-    /// The request does not fit the current state (unknown run, not pending review, no
-    /// previous version...).
+    /// No pipeline run has this id.
+    #[error("no pipeline run {0}")]
+    UnknownRun(i64),
+    /// The request does not fit the current state (not pending review, no previous
+    /// version...).
     #[error("{0}")]
     Refused(String),
     /// An administrator stopped an update during its grace period (a reject of the run, or
@@ -2177,11 +2180,20 @@ impl Lifecycle {
         }
     }
 
+    /// [`LifecycleError::UnknownRun`] unless a run has this id: checked before anything that
+    /// could answer busy, so that a mistyped id gets the same answer whatever the state.
+    fn known_run(&self, run_id: i64) -> Result<(), LifecycleError> {
+        match self.store.run(run_id)? {
+            Some(_) => Ok(()),
+            None => Err(LifecycleError::UnknownRun(run_id)),
+        }
+    }
+
     fn pending_run(&self, run_id: i64) -> Result<(RunRecord, u32), LifecycleError> {
         let run = self
             .store
             .run(run_id)?
-            .ok_or_else(|| LifecycleError::Refused(format!("no pipeline run {run_id}")))?;
+            .ok_or(LifecycleError::UnknownRun(run_id))?;
         if run.state != "pending_review" {
             return Err(LifecycleError::Refused(format!(
                 "run {run_id} is {}, not pending_review",
@@ -2231,12 +2243,14 @@ impl Lifecycle {
     /// Approves a run waiting for review: the candidate is promoted.
     ///
     /// # Errors
-    /// [`LifecycleError::Refused`] for an unknown run, one not pending review, one evaluated
-    /// against a production model that has since been replaced, or an empty reason.
+    /// [`LifecycleError::UnknownRun`] for an id no run has; [`LifecycleError::Refused`] for
+    /// a run not pending review, one evaluated against a production model that has since been
+    /// replaced, or an empty reason.
     pub fn approve(&self, run_id: i64, actor: &str, reason: &str) -> Result<(), LifecycleError> {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
+        self.known_run(run_id)?;
         let Ok(_guard) = self.running.try_lock() else {
             return Err(LifecycleError::Busy);
         };
@@ -2295,6 +2309,7 @@ impl Lifecycle {
         if reason.trim().is_empty() {
             return Err(LifecycleError::Refused("a reason is required".into()));
         }
+        self.known_run(run_id)?;
         // A run being rolled out: rejecting it stops its rollout (an update in its grace
         // period included), production keeping all traffic.
         if lock(&self.rollout)
