@@ -381,6 +381,10 @@ label = "y"
             ),
             ("margin", Box::new(|c| c.rollout.margin = f64::NAN)),
             (
+                "never fires",
+                Box::new(|c| c.triggers.schedule = Some("0 0 30 2 *".into())),
+            ),
+            (
                 "min_latency_increase_ms",
                 Box::new(|c| c.rollout.min_latency_increase_ms = f64::NAN),
             ),

@@ -18,7 +18,14 @@ use crate::sketch::FeatureProfile;
 /// # Errors
 /// A message naming the problem.
 pub fn parse_cron(expression: &str) -> Result<Cron, String> {
-    Cron::from_str(expression).map_err(|e| format!("cron `{expression}`: {e}"))
+    let cron = Cron::from_str(expression).map_err(|e| format!("cron `{expression}`: {e}"))?;
+    // A schedule that names no real time (the 30th of February) parses, then never fires: a
+    // lifecycle that would silently never retrain on schedule.
+    let now = Utc::now();
+    if cron.find_next_occurrence(&now, false).is_err() {
+        return Err(format!("cron `{expression}` never fires"));
+    }
+    Ok(cron)
 }
 
 /// Whether a cron occurrence falls in `(after_ms, until_ms]`; returns it.
