@@ -161,7 +161,8 @@ impl AdminClient {
     /// `POST /v1/runs/{id}/approve`: promotes the run's candidate.
     ///
     /// # Errors
-    /// [`ClientError`]; a 409 when the run is not waiting for review.
+    /// [`ClientError`]: a 404 for an id no run has, a 409 when the run is not waiting for
+    /// review.
     pub fn approve(&self, run_id: i64, reason: &str) -> Result<serde_json::Value, ClientError> {
         self.post_json(
             &format!("/v1/runs/{run_id}/approve"),
