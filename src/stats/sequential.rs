@@ -124,6 +124,42 @@ pub fn difference_sequence(
     Ok(Interval::around(d, half_width(v, tau2, alpha)))
 }
 
+/// Confidence sequence (level 1 − α) of `p_B − p_A` for two proportions given as
+/// `(trials, events)`, the variance taken at `(events + 1) / (trials + 2)` for each variant.
+///
+/// The shifted estimate keeps the variance above 0 when a variant has no events or only
+/// events: with the plain plug-in variance a candidate failing every call next to a
+/// production failing none would have variance 0 and give no interval at all. The centre
+/// stays the observed difference.
+///
+/// # Errors
+/// [`StatsError`] when a variant has no trials, has more events than trials, or τ² or α
+/// is out of range.
+pub fn proportion_difference_sequence(
+    control: (u64, u64),
+    candidate: (u64, u64),
+    tau2: f64,
+    alpha: f64,
+) -> Result<Interval, StatsError> {
+    check_tau2(tau2)?;
+    check_probability("alpha", alpha)?;
+    let part = |(n, x): (u64, u64)| -> Result<(f64, f64), StatsError> {
+        if n == 0 {
+            return Err(StatsError::Degenerate("a variant has no observations"));
+        }
+        Sample::binary(n, x)?;
+        let (n, x) = (n as f64, x as f64);
+        let shifted = (x + 1.0) / (n + 2.0);
+        Ok((x / n, shifted * (1.0 - shifted) / n))
+    };
+    let (p_a, v_a) = part(control)?;
+    let (p_b, v_b) = part(candidate)?;
+    Ok(Interval::around(
+        p_b - p_a,
+        half_width(v_a + v_b, tau2, alpha),
+    ))
+}
+
 /// Confidence sequence (level 1 − α) of one variant's mean (the one-sample mSPRT);
 /// unbounded while the sample has no observations or no variance.
 pub fn mean_sequence(sample: &Sample, tau2: f64, alpha: f64) -> Result<Interval, StatsError> {
