@@ -299,6 +299,38 @@ mod tests {
         assert_eq!(ratio_bounds(&better, &straddles), Interval::UNBOUNDED);
     }
 
+    /// The ends of the proportion sequence are where the mixture ratio, at the shifted
+    /// variance, reaches `1/α` (exact inversion, checked to 1e-9 relative); 0 and `n`
+    /// events still give a finite, non-empty interval; no trials or more events than trials
+    /// are errors.
+    #[test]
+    fn proportion_sequence_inverts_the_mixture_ratio() {
+        let shifted = |n: u64, x: u64| {
+            let p = (x as f64 + 1.0) / (n as f64 + 2.0);
+            p * (1.0 - p) / n as f64
+        };
+        for (a, b, tau2, alpha) in [
+            ((1_000, 50), (300, 40), 0.0025, 0.05),
+            ((500, 0), (500, 500), 0.0016, 0.05),
+            ((20_000, 5_800), (20_000, 7_000), 0.01, 1e-6),
+            ((7, 3), (9, 9), 0.04, 0.2),
+        ] {
+            let i = proportion_difference_sequence(a, b, tau2, alpha).unwrap();
+            let v = shifted(a.0, a.1) + shifted(b.0, b.1);
+            let d = b.1 as f64 / b.0 as f64 - a.1 as f64 / a.0 as f64;
+            assert!(i.lower < d && d < i.upper && i.upper.is_finite(), "{i:?}");
+            for end in [i.lower, i.upper] {
+                let log_ratio = log_mixture_ratio(d, end, v, tau2);
+                assert!(
+                    (log_ratio + alpha.ln()).abs() <= 1e-9 * alpha.ln().abs(),
+                    "{a:?} {b:?}: ln Λ = {log_ratio} at {end}"
+                );
+            }
+        }
+        assert!(proportion_difference_sequence((0, 0), (10, 1), 0.01, 0.05).is_err());
+        assert!(proportion_difference_sequence((10, 11), (10, 1), 0.01, 0.05).is_err());
+    }
+
     #[test]
     fn tiny_alpha_gives_finite_sequences() {
         let a = Sample::binary(10_000, 1_000).unwrap();
