@@ -730,6 +730,42 @@ fn the_schedule_fires_on_the_fake_clock() {
     assert_eq!(audit.len(), 1);
 }
 
+/// A monthly time that passed while the sidecar was down fires when it starts again; a
+/// restart with no scheduled time since the latest run fires nothing.
+#[test]
+fn a_schedule_missed_while_the_sidecar_was_down_fires_at_the_next_start() {
+    let s = setup(
+        "schedule-missed",
+        "[triggers]\nschedule = \"0 0 1 * *\"\ndrift = false\nvolume = 1000000",
+        NotifyConfig::default(),
+    );
+    // The first model's run starts on 1970-06-16.
+    first_model(&s);
+    let july_1 = 181 * 24 * 3_600_000;
+    s.clock.set(july_1 - 3_600_000);
+    let restarted = lifecycle_with(
+        &s,
+        s.config.clone(),
+        Notifier::new(NotifyConfig::default()).unwrap(),
+    );
+    assert!(
+        restarted.check_triggers().unwrap().is_empty(),
+        "nothing due yet"
+    );
+    // Down from June 30th to July 3rd: July 1st was missed.
+    s.clock.set(july_1 + 2 * 24 * 3_600_000);
+    let restarted = lifecycle_with(
+        &s,
+        s.config.clone(),
+        Notifier::new(NotifyConfig::default()).unwrap(),
+    );
+    let firings = restarted.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Schedule);
+    assert_eq!(firings[0].evidence["scheduled_ms"], july_1);
+    assert!(restarted.check_triggers().unwrap().is_empty(), "once");
+}
+
 #[test]
 fn volume_fires_past_1000_new_records_not_at_1000() {
     let s = setup(

@@ -26,7 +26,8 @@
 //!                                   # or "airflow" with url, dag_id, exchange_dir, ...
 //!
 //! [lifecycle.triggers]
-//! schedule = "0 0 1 * *"            # cron, monthly by default; "" turns it off
+//! schedule = "0 0 1 * *"            # cron, monthly by default; "" turns it off; a time
+//!                                   # missed while the sidecar was down fires at its start
 //! volume = 1000                     # more than this many new labelled records
 //! drift = true
 //! drift_window_s = 3600

@@ -322,6 +322,9 @@ impl Lifecycle {
             ),
         };
         let now = clock.now_unix_ms();
+        // A scheduled time that passed while the sidecar was down is still due: the schedule
+        // counts from the latest run's start (never from the future), not from this start.
+        let last_run_ms = store.runs(1)?.first().map(|run| run.started_ms);
         let lifecycle = Lifecycle {
             config,
             store,
@@ -335,7 +338,7 @@ impl Lifecycle {
                 data: None,
             }),
             triggers: Mutex::new(TriggerState {
-                last_schedule_check_ms: now,
+                last_schedule_check_ms: last_run_ms.map_or(now, |t| t.min(now)),
             }),
             rollout: Mutex::new(None),
             last_check: Mutex::new(None),
