@@ -156,6 +156,47 @@ fn retrain_review_approve_rollback_over_http_and_cli() {
         assert_eq!(code, 404, "an unknown run is not found: {body}");
         assert!(body.to_string().contains("no pipeline run 99"), "{body}");
     }
+    // A control document without the lifecycle's experiment, or without one of its two
+    // variants, would make every later promotion fail: refused, the document unchanged.
+    let before = client()
+        .get(format!("{url}/v1/control"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for (toml, missing) in [
+        (
+            "[[experiments]]\nname = \"other\"\n[[experiments.variants]]\nname = \"a\"\n",
+            "no experiment `elec`",
+        ),
+        (
+            "[[experiments]]\nname = \"elec\"\n[[experiments.variants]]\nname = \"production\"\n",
+            "no variant `candidate`",
+        ),
+    ] {
+        let experiments = RouterConfig::from_toml(toml).unwrap();
+        let r = client()
+            .put(format!("{url}/v1/control"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"experiments": experiments}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 409);
+        let body = r.text().unwrap();
+        assert!(
+            body.contains("lifecycle_conflict") && body.contains(missing),
+            "{body}"
+        );
+    }
+    let after = client()
+        .get(format!("{url}/v1/control"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(before, after, "a refused document changes nothing");
     let r = client()
         .post(format!("{url}/v1/retrain"))
         .bearer_auth(AGENT_TOKEN)

@@ -810,6 +810,15 @@ async fn put_control(
             return problem(StatusCode::BAD_REQUEST, "malformed", e.to_string());
         }
     };
+    if let Some(handle) = &state.lifecycle
+        && let Err(why) = handle.lifecycle.check_control(&update.experiments)
+    {
+        return problem(
+            StatusCode::CONFLICT,
+            "lifecycle_conflict",
+            format!("{why}: the lifecycle steers it (change [lifecycle] first)"),
+        );
+    }
     let actor = match update.reason {
         Some(reason) if !reason.is_empty() => format!("admin ({reason})"),
         _ => "admin".to_owned(),

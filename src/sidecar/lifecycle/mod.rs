@@ -349,11 +349,23 @@ impl Lifecycle {
         };
         // A misspelt experiment or variant would train, register and announce models that
         // can never be promoted: refuse it at start.
-        let mut experiments = lifecycle.control.current().control.experiments.clone();
         lifecycle
-            .experiment_of(&mut experiments)
+            .check_control(&lifecycle.control.current().control.experiments)
             .map_err(|e| LifecycleError::Config(format!("lifecycle.experiment: {e}")))?;
         Ok(lifecycle)
+    }
+
+    /// Whether `experiments` keeps what this lifecycle steers: its experiment with the
+    /// production and candidate variants. The sidecar refuses a control document without
+    /// them, since every later promotion or rollback would fail on it.
+    ///
+    /// # Errors
+    /// A message naming the missing experiment or variant.
+    pub fn check_control(&self, experiments: &crate::route::RouterConfig) -> Result<(), String> {
+        let mut copy = experiments.clone();
+        self.experiment_of(&mut copy)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Asks the lifecycle to stop (the sidecar is shutting down): no run starts or resumes
