@@ -695,7 +695,9 @@ impl<M> Agent<M> {
             .window
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let end = self.clock.now_unix_ms();
+        // A wall clock stepped back (NTP) must not end a window before it starts: such a
+        // report would be refused, and its data lost.
+        let end = self.clock.now_unix_ms().max(window.start_ms);
         let deltas = self.metrics.collect();
         let rejections_now = self.metrics.rejections();
         let before = window.rejections;

@@ -234,6 +234,8 @@ struct Totals {
     successes: u64,
     trials: u64,
     outcome: Moments,
+    /// The shards' outcome windows of the current collect epoch.
+    window: Moments,
     feature_rows: u64,
 }
 
@@ -247,10 +249,16 @@ impl Default for Totals {
             successes: 0,
             trials: 0,
             outcome: Moments::default(),
+            window: Moments::default(),
             feature_rows: 0,
         }
     }
 }
+
+/// The collector's epoch, on a cache line of its own: recording threads only load it.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct CollectEpoch(AtomicU64);
 
 /// Sharded per-variant metrics, indexed by variant id.
 ///
@@ -263,6 +271,7 @@ pub struct Metrics {
     max_variants: usize,
     previous: Mutex<HashMap<usize, Totals>>,
     rejected: RejectionCounters,
+    epoch: CollectEpoch,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -291,6 +300,7 @@ impl Metrics {
             max_variants,
             previous: Mutex::new(HashMap::new()),
             rejected: RejectionCounters::default(),
+            epoch: CollectEpoch::default(),
         }
     }
 
@@ -321,21 +331,24 @@ impl Metrics {
         self.with_cells(variant, |c| c.record_binary(success));
     }
 
-    /// Records a continuous outcome; NaN and infinities are counted as rejected.
+    /// Records a continuous outcome; NaN, infinities and magnitudes over
+    /// [`crate::wire::MAX_OUTCOME_MEAN`] are counted as rejected (larger values overflow the
+    /// moments, and reports carrying them are refused).
     #[inline]
     pub fn record_outcome(&self, variant: usize, value: f64) {
-        if !value.is_finite() {
+        if !value.is_finite() || value.abs() > crate::wire::MAX_OUTCOME_MEAN {
             self.reject(Rejection::NonFinite);
             return;
         }
-        self.with_cells(variant, |c| c.record_outcome(value));
+        let epoch = self.epoch.0.load(Ordering::Acquire);
+        self.with_cells(variant, |c| c.record_outcome(value, epoch));
     }
 
-    /// Records a prediction value into the variant's prediction sketch; NaN and infinities
-    /// are counted as rejected.
+    /// Records a prediction value into the variant's prediction sketch; NaN, infinities and
+    /// magnitudes over [`crate::wire::MAX_LABELLED_VALUE`] are counted as rejected.
     #[inline]
     pub fn record_prediction(&self, variant: usize, value: f64) {
-        if !value.is_finite() {
+        if !value.is_finite() || value.abs() > crate::wire::MAX_LABELLED_VALUE {
             self.reject(Rejection::NonFinite);
             return;
         }
@@ -346,7 +359,9 @@ impl Metrics {
     }
 
     /// Records one row of input features into the variant's feature sketches. A row of the
-    /// wrong length is counted as rejected; a value of the wrong kind counts as missing.
+    /// wrong length is counted as rejected; a value of the wrong kind (or NaN) counts as
+    /// missing; an infinite number or one over [`crate::wire::MAX_LABELLED_VALUE`] in
+    /// magnitude counts as missing and as a rejected value.
     #[inline]
     pub fn record_features(&self, variant: usize, row: &[FeatureValue<'_>]) {
         if row.len() != self.numeric_features.len() {
@@ -354,6 +369,7 @@ impl Metrics {
             return;
         }
         let numeric = &self.numeric_features;
+        let mut out_of_range = 0u64;
         self.with_cells(variant, |c| {
             c.feature_rows.store(
                 c.feature_rows.load(Ordering::Relaxed) + 1,
@@ -362,6 +378,11 @@ impl Metrics {
             c.with_profiles(numeric, |p| {
                 for (profile, value) in p.features.iter_mut().zip(row) {
                     match *value {
+                        FeatureValue::Number(x) if x.abs() > crate::wire::MAX_LABELLED_VALUE => {
+                            // Infinities too (NaN is missing): counted, kept as missing.
+                            out_of_range += 1;
+                            profile.update_missing();
+                        }
                         FeatureValue::Number(x) => profile.update_number(x),
                         FeatureValue::Category(v) => profile.update_category(v),
                         FeatureValue::Missing => profile.update_missing(),
@@ -369,6 +390,10 @@ impl Metrics {
                 }
             });
         });
+        if out_of_range > 0 {
+            self.rejected.0[Rejection::NonFinite as usize]
+                .fetch_add(out_of_range, Ordering::Relaxed);
+        }
     }
 
     /// Counts a rejected record.
@@ -397,6 +422,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let shards = self.pool.all();
+        // Outcome windows opened in this epoch cover the values recorded since the previous
+        // collect read their shard (a thread opens one on its first outcome after seeing the
+        // epoch that collect published). A value recorded between that read and the
+        // publication lands in the older window: the counts then disagree and the window is
+        // derived from the cumulative moments instead.
+        let epoch = self.epoch.0.load(Ordering::Relaxed);
         let mut current: HashMap<usize, Totals> = HashMap::new();
         let mut profiles: HashMap<usize, Profiles> = HashMap::new();
         for shard in &shards {
@@ -418,6 +449,9 @@ impl Metrics {
                 t.successes += locked.successes;
                 t.trials += locked.trials;
                 t.outcome = t.outcome.merge(&locked.outcome);
+                if locked.window_epoch == epoch {
+                    t.window = t.window.merge(&locked.window);
+                }
                 // Sketches are taken, not read: each value lands in exactly one collect. The
                 // replacement is allocated here, on the collecting thread.
                 let fresh = Profiles::new(&self.numeric_features);
@@ -472,7 +506,11 @@ impl Metrics {
                     successes: now.successes - before.successes,
                     trials: now.trials - before.trials,
                 },
-                outcome: now.outcome.since(&before.outcome),
+                outcome: if now.window.count == now.outcome.count - before.outcome.count {
+                    now.window
+                } else {
+                    now.outcome.since(&before.outcome)
+                },
                 feature_rows: now.feature_rows - before.feature_rows,
                 predictions: None,
                 features: Vec::new(),
@@ -491,6 +529,7 @@ impl Metrics {
             }
         }
         *previous = current;
+        self.epoch.0.store(epoch.wrapping_add(1), Ordering::Release);
         out
     }
 }

@@ -40,7 +40,14 @@ pub(crate) struct VariantCells {
     seq: AtomicU64,
     /// Binary outcomes: successes, failures.
     binary: [AtomicU64; 2],
+    /// Continuous outcomes since this shard was created (count, mean, m2).
     outcome: [AtomicU64; 3],
+    /// Continuous outcomes since this shard's thread first recorded one in collect epoch
+    /// `window_epoch`: the collector uses them as the window's moments when they cover all
+    /// of it, which spares it subtracting two cumulative sums (whose cancellation lost the
+    /// variance of a window that followed an outlier).
+    window: [AtomicU64; 3],
+    window_epoch: AtomicU64,
     /// Feature and prediction sketches: too large for atomics, so behind a mutex that only
     /// this shard's thread and the collector take (uncontended except during a collect).
     pub(crate) profiles: std::sync::Mutex<Option<Profiles>>,
@@ -92,6 +99,8 @@ pub(crate) struct Locked {
     pub(crate) successes: u64,
     pub(crate) trials: u64,
     pub(crate) outcome: Moments,
+    pub(crate) window: Moments,
+    pub(crate) window_epoch: u64,
 }
 
 impl VariantCells {
@@ -105,6 +114,8 @@ impl VariantCells {
             seq: AtomicU64::new(0),
             binary: std::array::from_fn(|_| AtomicU64::new(0)),
             outcome: std::array::from_fn(|_| AtomicU64::new(0)),
+            window: std::array::from_fn(|_| AtomicU64::new(0)),
+            window_epoch: AtomicU64::new(0),
             profiles: std::sync::Mutex::new(None),
         }
     }
@@ -136,9 +147,19 @@ impl VariantCells {
         add(&self.binary[usize::from(!success)], 1);
     }
 
+    /// Records a continuous outcome; `epoch` is the collector's epoch as this thread saw it.
     #[inline]
-    pub(crate) fn record_outcome(&self, value: f64) {
-        self.write_locked(|c| push_moments(&c.outcome, value));
+    pub(crate) fn record_outcome(&self, value: f64, epoch: u64) {
+        self.write_locked(|c| {
+            push_moments(&c.outcome, value);
+            if c.window_epoch.load(Ordering::Relaxed) != epoch {
+                for cell in &c.window {
+                    cell.store(0, Ordering::Relaxed);
+                }
+                c.window_epoch.store(epoch, Ordering::Relaxed);
+            }
+            push_moments(&c.window, value);
+        });
     }
 
     /// Runs `f` on this variant's sketches, creating them on first use.
@@ -172,6 +193,8 @@ impl VariantCells {
                 successes,
                 trials: successes.wrapping_add(self.binary[1].load(Ordering::Relaxed)),
                 outcome: read_moments(&self.outcome),
+                window: read_moments(&self.window),
+                window_epoch: self.window_epoch.load(Ordering::Relaxed),
             };
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == before {

@@ -232,7 +232,8 @@ fn check_variant_count(
 /// would overflow its minute bucket, and its totals over many buckets saturate at
 /// `u64::MAX` rather than fail.
 pub const MAX_COUNT: u64 = 1 << 48;
-/// Largest magnitude of a continuous outcome's mean (so merged moments stay finite).
+/// Largest magnitude of a continuous outcome (agents refuse larger values) and so of a
+/// report's outcome mean; merged moments stay finite.
 pub const MAX_OUTCOME_MEAN: f64 = 1e15;
 /// Largest magnitude of a labelled record's feature value or label. Larger finite values
 /// (`1e308`) overflow to infinity when a trainer standardises features or a metric squares
@@ -266,7 +267,10 @@ fn check_metrics(at: &str, m: &VariantMetrics, limits: &WireLimits) -> Result<()
             )));
         }
     }
-    if m.outcome.mean.abs() > MAX_OUTCOME_MEAN || m.outcome.m2 > MAX_OUTCOME_MEAN * MAX_OUTCOME_MEAN
+    // Values within ±MAX_OUTCOME_MEAN (what agents accept) have an m2 of at most
+    // count · MAX_OUTCOME_MEAN² (half of them at each end).
+    if m.outcome.mean.abs() > MAX_OUTCOME_MEAN
+        || m.outcome.m2 > m.outcome.count as f64 * MAX_OUTCOME_MEAN * MAX_OUTCOME_MEAN
     {
         return Err(WireError::Invalid(format!(
             "{at}: outcome moments out of range"
