@@ -505,15 +505,17 @@ fn a_config_with_more_variants_than_the_agent_keeps_is_refused() {
         .experiments_toml(CONFIG)
         .expect("parses")
         .limits(modelgate::agent::Limits {
-            max_variants: 2,
+            max_variants: 3,
             max_recording_threads: 4,
             ..Default::default()
         })
         .build()
         .expect("two variants fit");
-    let three = format!("{CONFIG}[[experiments.variants]]\nname = \"third\"\n");
+    let four = format!(
+        "{CONFIG}[[experiments.variants]]\nname = \"third\"\n[[experiments.variants]]\nname = \"fourth\"\n"
+    );
     let err = agent
-        .store_experiments(modelgate::route::RouterConfig::from_toml(&three).expect("parses"))
+        .store_experiments(modelgate::route::RouterConfig::from_toml(&four).expect("parses"))
         .expect_err("refused");
     assert!(err.to_string().contains("max_variants"), "{err}");
     assert_eq!(
@@ -521,4 +523,10 @@ fn a_config_with_more_variants_than_the_agent_keeps_is_refused() {
         2,
         "the old config stays"
     );
+    // The refused config's names took no ids: a third variant of another name still fits.
+    let three = format!("{CONFIG}[[experiments.variants]]\nname = \"fifth\"\n");
+    agent
+        .store_experiments(modelgate::route::RouterConfig::from_toml(&three).expect("parses"))
+        .expect("three variants fit");
+    assert!(agent.router().find_variant("ranker", "third").is_none());
 }

@@ -186,8 +186,14 @@ impl Router {
         before_publish: impl FnOnce(&CompiledConfig) -> Result<(), ConfigError>,
     ) -> Result<(), ConfigError> {
         let mut registry = self.registry();
+        // A config refused by `before_publish` must not keep the ids its new names took
+        // (each refusal would lower what later configs can hold).
+        let saved = registry.clone();
         let compiled = CompiledConfig::compile(config, &mut registry)?;
-        before_publish(&compiled)?;
+        if let Err(e) = before_publish(&compiled) {
+            *registry = saved;
+            return Err(e);
+        }
         self.current.store(Arc::new(compiled));
         self.generation.0.fetch_add(1, Ordering::AcqRel);
         drop(registry);
