@@ -249,7 +249,8 @@ fn a_window_after_an_outlier_has_its_own_moments() {
 }
 
 /// Finite values too large for the moments or the wire format (an outcome over 1e15, a
-/// prediction or feature over 1e100, ±f64::MAX) are counted rejections: the report stays
+/// prediction or feature over 1e100, ±f64::MAX), and categorical values longer than
+/// `MAX_CATEGORY_BYTES`, are counted rejections: the report stays
 /// one the sidecar accepts, and so do the next ones (before, ±f64::MAX made every later
 /// window's mean NaN and every report a 400).
 #[test]
@@ -278,6 +279,15 @@ fn values_too_large_for_the_wire_are_counted_and_never_poison_reports() {
         &d,
         &[FeatureValue::Number(f64::INFINITY), FeatureValue::Missing],
     );
+    // A categorical value of 9 MiB (over the report size limit on its own) and one at the
+    // length limit.
+    let huge = "x".repeat(9 << 20);
+    let longest = "y".repeat(modelgate::metrics::MAX_CATEGORY_BYTES);
+    agent.record_features(&d, &[FeatureValue::Missing, FeatureValue::Category(&huge)]);
+    agent.record_features(
+        &d,
+        &[FeatureValue::Missing, FeatureValue::Category(&longest)],
+    );
     let s = agent.snapshot();
     assert_eq!(
         s.rejections.non_finite_value,
@@ -285,6 +295,7 @@ fn values_too_large_for_the_wire_are_counted_and_never_poison_reports() {
         "{:?}",
         s.rejections
     );
+    assert_eq!(s.rejections.schema_mismatch, 1, "{:?}", s.rejections);
     let v = s
         .experiments
         .iter()
@@ -292,7 +303,17 @@ fn values_too_large_for_the_wire_are_counted_and_never_poison_reports() {
         .find(|v| v.metrics.outcome.count > 0)
         .expect("the kept outcomes");
     assert_eq!(v.metrics.outcome.count, 2, "±1e15 are kept");
-    assert_eq!(v.metrics.features[0].missing(), 3, "kept as missing");
+    assert_eq!(v.metrics.features[0].missing(), 5, "kept as missing");
+    assert_eq!(
+        v.metrics.features[1].missing(),
+        2,
+        "one missing, one too long"
+    );
+    assert_eq!(
+        v.metrics.features[1].count(),
+        3,
+        "FR twice and the longest value"
+    );
     assert_eq!(v.metrics.predictions.as_ref().map(|p| p.count()), Some(1));
     accepted_by_the_sidecar(s);
     for _ in 0..3 {

@@ -216,7 +216,8 @@ pub struct Rejections {
     pub non_finite_value: u64,
     /// More recording threads than the shard limit, or a variant id past the variant limit.
     pub over_limit: u64,
-    /// A feature row whose length differs from the feature schema.
+    /// A feature row whose length differs from the feature schema, or a categorical value
+    /// longer than [`MAX_CATEGORY_BYTES`].
     #[serde(default)]
     pub schema_mismatch: u64,
 }
@@ -254,6 +255,10 @@ impl Default for Totals {
         }
     }
 }
+
+/// Longest categorical feature value an agent keeps (in UTF-8 bytes); longer values are
+/// counted as schema mismatches and kept as missing.
+pub const MAX_CATEGORY_BYTES: usize = 256;
 
 /// The collector's epoch, on a cache line of its own: recording threads only load it.
 #[repr(align(128))]
@@ -361,7 +366,9 @@ impl Metrics {
     /// Records one row of input features into the variant's feature sketches. A row of the
     /// wrong length is counted as rejected; a value of the wrong kind (or NaN) counts as
     /// missing; an infinite number or one over [`crate::wire::MAX_LABELLED_VALUE`] in
-    /// magnitude counts as missing and as a rejected value.
+    /// magnitude counts as missing and as a rejected value; a categorical value longer than
+    /// [`MAX_CATEGORY_BYTES`] counts as missing and as a schema mismatch (it would make the
+    /// sketches, and the reports that carry them, as large as the values).
     #[inline]
     pub fn record_features(&self, variant: usize, row: &[FeatureValue<'_>]) {
         if row.len() != self.numeric_features.len() {
@@ -369,7 +376,7 @@ impl Metrics {
             return;
         }
         let numeric = &self.numeric_features;
-        let mut out_of_range = 0u64;
+        let (mut out_of_range, mut too_long) = (0u64, 0u64);
         self.with_cells(variant, |c| {
             c.feature_rows.store(
                 c.feature_rows.load(Ordering::Relaxed) + 1,
@@ -384,6 +391,10 @@ impl Metrics {
                             profile.update_missing();
                         }
                         FeatureValue::Number(x) => profile.update_number(x),
+                        FeatureValue::Category(v) if v.len() > MAX_CATEGORY_BYTES => {
+                            too_long += 1;
+                            profile.update_missing();
+                        }
                         FeatureValue::Category(v) => profile.update_category(v),
                         FeatureValue::Missing => profile.update_missing(),
                     }
@@ -393,6 +404,10 @@ impl Metrics {
         if out_of_range > 0 {
             self.rejected.0[Rejection::NonFinite as usize]
                 .fetch_add(out_of_range, Ordering::Relaxed);
+        }
+        if too_long > 0 {
+            self.rejected.0[Rejection::SchemaMismatch as usize]
+                .fetch_add(too_long, Ordering::Relaxed);
         }
     }
 
