@@ -267,7 +267,7 @@ struct CollectEpoch(AtomicU64);
 
 /// Sharded per-variant metrics, indexed by variant id.
 ///
-/// Memory: one shard per recording thread alive (at most `max_shards`); in each, about 16 KiB
+/// Memory: one shard per recording thread alive (at most `max_shards`); in each, about 19 KiB
 /// per variant the thread has recorded for (the latency histogram); plus one cumulative copy
 /// per variant for [`Metrics::collect`]. It does not grow with the number of requests.
 pub struct Metrics {

@@ -128,7 +128,7 @@ impl VariantCells {
             Some(kind) => add(&self.errors[kind as usize], 1),
         }
         add(&self.latency[super::histogram::bucket_of(latency_nanos)], 1);
-        if latency_nanos >> 36 != 0 {
+        if latency_nanos >= super::histogram::SATURATION_NANOS {
             add(&self.latency_saturated, 1);
         }
     }
