@@ -89,6 +89,44 @@ fn keys_from_file_routes_every_line_like_single_keys() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A last line ending in a lone CR is the key without it; lines of spaces are blank
+/// (skipped); the text output never prints a bucket as 1.
+#[test]
+fn key_files_drop_a_last_carriage_return_and_skip_whitespace_lines() {
+    let dir = std::env::temp_dir().join(format!("modelgate-cli-cr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("one.toml");
+    std::fs::write(
+        &config,
+        "[[experiments]]\nname = \"e\"\n[[experiments.variants]]\nname = \"only\"\n",
+    )
+    .expect("write");
+    let keys = dir.join("keys.txt");
+    std::fs::write(&keys, "k1\r\n   \r\n\t\nk2\r\nuser-607071\r").expect("write");
+    let out = modelgate(&[
+        "route",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--keys-from",
+        keys.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let routed: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(routed, ["k1", "k2", "user-607071"], "{text}");
+    for line in text.lines() {
+        assert!(!line.contains("bucket=1.000000"), "{line}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_config_exits_2_naming_experiment_and_field() {
     let dir = std::env::temp_dir().join(format!("modelgate-cli-bad-{}", std::process::id()));

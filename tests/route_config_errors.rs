@@ -96,6 +96,23 @@ fn each_bad_config_names_experiment_and_field() {
             &["`exp`", "variants", "167 + 167 + 167 + 500 = 1001"],
         ),
         ("[[experiments]]\nname = \"exp\"\ncoverage = \"all\"\n".to_string(), &["coverage"]),
+        // An unknown hash next to a namespace is reported as itself, not as a clash of
+        // hash families.
+        (
+            format!(
+                "[[experiments]]\nname = \"e\"\nhash = \"bogus\"\nnamespace = {{ name = \"n\", start = 0.0, end = 0.5 }}\n{TWO}\n[[experiments]]\nname = \"f\"\nhash = \"growthbook\"\nnamespace = {{ name = \"n\", start = 0.5, end = 1.0 }}\n{TWO}"
+            ),
+            &["`e`", "hash", "bogus"],
+        ),
+        // A header written `[[ experiments ]]` still counts, so the error names `second`.
+        (
+            format!("[[experiments]]\nname = \"first\"\n{TWO}\n[[ experiments ]]\nname = \"second\"\n[[experiments.variants]]\nname = \"a\"\nwieght = 1\n"),
+            &["`second`", "wieght"],
+        ),
+        (
+            format!("[[experiments]]\nname = \"exp\"\nstrategy = \"gradual\"\nschedule = [{{ at = \"2026-01-02T00:00:00\", percent = 5 }}]\n{TWO}"),
+            &["`exp`", "schedule[0].at", "time zone"],
+        ),
         ("this is not toml".to_string(), &["parse"]),
     ];
     for (text, needles) in cases {

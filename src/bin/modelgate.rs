@@ -624,11 +624,12 @@ fn route(
                 Box::new(std::io::BufReader::new(file))
             };
             for (number, line) in reader.lines().enumerate() {
-                // `lines` already drops the line ending, `\n` or `\r\n`.
+                // `lines` drops `\n` and `\r\n`; a last line may still end in a lone `\r`.
                 let line =
                     line.map_err(|e| format!("{}: line {}: {e}", path.display(), number + 1))?;
-                if !line.is_empty() {
-                    emit(&line)?;
+                let line = line.strip_suffix('\r').unwrap_or(&line);
+                if !line.trim().is_empty() {
+                    emit(line)?;
                 }
             }
         }
@@ -669,7 +670,8 @@ fn print_assignment(
             key,
             experiment.name(),
             variant.map_or("-", |v| v.name()),
-            assignment.bucket,
+            // Truncated, not rounded: a bucket is below 1 and must not print as 1.000000.
+            (assignment.bucket * 1e6).floor() / 1e6,
             assignment.reason.as_str(),
             percent
         )

@@ -237,6 +237,10 @@ impl CompiledConfig {
                 });
             }
         }
+        // Namespaces compare hash families: an unknown one is reported as itself first.
+        for e in &config.experiments {
+            hash_scheme(e)?;
+        }
         check_namespaces(&config)?;
         // Names get ids only when the whole config is valid.
         let mut scratch = registry.clone();
@@ -759,23 +763,26 @@ fn check_percent(exp: &str, field: &str, value: f64) -> Result<f64, ConfigError>
     }
 }
 
+/// The experiment's hash scheme; an unknown name is an error on its `hash` field.
+fn hash_scheme(e: &ExperimentConfig) -> Result<HashScheme, ConfigError> {
+    match e.hash.as_deref().unwrap_or("xxh3") {
+        "xxh3" => Ok(HashScheme::Xxh3),
+        "growthbook" => Ok(HashScheme::GrowthBook),
+        "unleash" => Ok(HashScheme::Unleash),
+        other => Err(ConfigError::field(
+            &e.name,
+            "hash",
+            format!("unknown hash `{other}`: use \"xxh3\", \"growthbook\" or \"unleash\""),
+        )),
+    }
+}
+
 fn compile_experiment(
     e: &ExperimentConfig,
     registry: &mut NameRegistry,
 ) -> Result<CompiledExperiment, ConfigError> {
     let exp = e.name.as_str();
-    let scheme = match e.hash.as_deref().unwrap_or("xxh3") {
-        "xxh3" => HashScheme::Xxh3,
-        "growthbook" => HashScheme::GrowthBook,
-        "unleash" => HashScheme::Unleash,
-        other => {
-            return Err(ConfigError::field(
-                exp,
-                "hash",
-                format!("unknown hash `{other}`: use \"xxh3\", \"growthbook\" or \"unleash\""),
-            ));
-        }
-    };
+    let scheme = hash_scheme(e)?;
     let strategy = match e.strategy.as_deref().unwrap_or("ab") {
         "ab" => StrategyKind::Ab,
         "immediate" => StrategyKind::Immediate,

@@ -40,7 +40,7 @@ pub struct ExperimentConfig {
     /// `canary` and `gradual`: the candidate variant's name; default the second variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<String>,
-    /// `immediate`: the variant that receives all traffic; default the last variant.
+    /// `immediate`: the variant that receives all traffic (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// `gradual`: the candidate's percent from each time on.
@@ -152,7 +152,11 @@ fn experiment_around(text: &str, offset: usize) -> Option<String> {
     let before = text.get(..end)?;
     let index = before
         .lines()
-        .filter(|line| line.trim_start().starts_with("[[experiments]]"))
+        .filter(|line| {
+            // `[[ experiments ]]` is the same header.
+            let compact: String = line.split_whitespace().collect();
+            compact.starts_with("[[experiments]]")
+        })
         .count()
         .checked_sub(1)?;
     let table: toml::Table = toml::from_str(text).ok()?;

@@ -68,6 +68,10 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
         s.iter()
             .try_fold(0i64, |acc, d| Some(acc * 10 + i64::from(d - b'0')))
     };
+    if b.len() == 19 {
+        // `2026-01-02T00:00:00`: a date and time without an offset.
+        return Err(bad("a time zone, `Z` or `+hh:mm`, is required"));
+    }
     if b.len() < 20 {
         return Err(bad("too short"));
     }
