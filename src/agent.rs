@@ -458,12 +458,13 @@ impl<M: Send + Sync + 'static> Agent<M> {
         }
     }
 
-    /// Records a late outcome for the variant that `decision` chose.
+    /// Records a late outcome for the variant that `decision` chose. A key outside the
+    /// experiment (no variant) is neither recorded nor counted as rejected, as with
+    /// [`Agent::record`]: it is not bad input.
     #[inline]
     pub fn record_outcome_for(&self, decision: &Decision<M>, outcome: Outcome) {
-        match decision.variant {
-            Some(v) => self.record_outcome_id(v, outcome),
-            None => self.metrics.reject(Rejection::UnknownVariant),
+        if let Some(v) = decision.variant {
+            self.record_outcome_id(v, outcome);
         }
     }
 

@@ -355,6 +355,28 @@ fn a_clock_stepped_back_never_makes_a_refused_window() {
     accepted_by_the_sidecar(s);
 }
 
+/// A key outside the experiment (coverage 0 here) gets no variant: its calls and outcomes
+/// are not recorded, and not counted as rejected either (they are not bad input).
+#[test]
+fn outcomes_of_keys_outside_the_experiment_are_not_rejections() {
+    let agent = Agent::<u8>::builder()
+        .experiments_toml(
+            &CONFIG.replace("name = \"ranker\"\n", "name = \"ranker\"\ncoverage = 0.0\n"),
+        )
+        .expect("parses")
+        .build()
+        .expect("valid");
+    let ranker = agent.experiment("ranker").expect("configured");
+    let d = agent.route(ranker, "user-1");
+    assert_eq!(d.variant, None);
+    agent.record(&d, Duration::from_millis(2), Ok(()));
+    agent.record_outcome_for(&d, Outcome::Binary(true));
+    agent.record_outcome_for(&d, Outcome::Continuous(2.0));
+    let s = agent.snapshot();
+    assert_eq!(s.rejections, Default::default(), "{:?}", s.rejections);
+    assert!(s.experiments.iter().all(|e| e.variants.is_empty()), "{s:?}");
+}
+
 #[test]
 fn bad_input_is_counted_not_stored() {
     let agent = agent();
