@@ -56,7 +56,7 @@ pub fn bucket_value(index: usize) -> f64 {
 pub struct LatencyHistogram {
     /// `(bucket, count)` pairs in increasing bucket order.
     pub buckets: Vec<(u16, u64)>,
-    /// Number of values at or above [`SATURATION_NANOS`], which the last bucket holds.
+    /// Number of values at or above 2^43 ns (about 2.4 hours), which the last bucket holds.
     #[serde(default)]
     pub saturated: u64,
 }
