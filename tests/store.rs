@@ -688,10 +688,13 @@ fn compaction_keeps_totals_and_reduces_rows() {
 
     // A late report into a compacted hour lands in a minute row, and the next compaction
     // merges it into the existing hour row instead of replacing it.
+    // (From an agent whose window is in that hour: an agent's windows never run backwards.)
+    let late_clock = Arc::new(ManualClock::new(T0 + 14 * MINUTE_MS));
+    let late_agent = agent(&late_clock);
     let late = report(
-        &a,
-        &clock,
-        "agent-1",
+        &late_agent,
+        &late_clock,
+        "agent-2",
         "late",
         5_000,
         5_300,
