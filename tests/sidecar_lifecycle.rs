@@ -158,13 +158,16 @@ fn retrain_review_approve_rollback_over_http_and_cli() {
     }
     // A control document without the lifecycle's experiment, or without one of its two
     // variants, would make every later promotion fail: refused, the document unchanged.
-    let before = client()
-        .get(format!("{url}/v1/control"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let control_text = || {
+        client()
+            .get(format!("{url}/v1/control"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let before = control_text();
     for (toml, missing) in [
         (
             "[[experiments]]\nname = \"other\"\n[[experiments.variants]]\nname = \"a\"\n",
@@ -189,13 +192,7 @@ fn retrain_review_approve_rollback_over_http_and_cli() {
             "{body}"
         );
     }
-    let after = client()
-        .get(format!("{url}/v1/control"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let after = control_text();
     assert_eq!(before, after, "a refused document changes nothing");
     let r = client()
         .post(format!("{url}/v1/retrain"))
