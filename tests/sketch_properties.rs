@@ -267,7 +267,7 @@ fn nan_is_missing_and_infinities_are_values() {
     for x in [1.0, 2.0, f64::INFINITY, 3.0, f64::NAN] {
         p.update(x);
     }
-    assert_eq!((p.count(), p.missing(), p.infinite()), (4, 1, 1));
+    assert_eq!((p.count(), p.missing(), p.outside_moments()), (4, 1, 1));
     assert_eq!(p.mean(), Some(2.0));
     assert_eq!(p.variance(), Some(1.0));
     assert_eq!(p.max(), Some(f64::INFINITY));
@@ -371,4 +371,45 @@ fn feature_profiles_merge_by_kind() {
     assert_eq!((p.min(), p.max()), (Some(1.5), Some(3.5)));
     assert!(categorical.as_numeric().is_none());
     assert_eq!(categorical.as_categorical().unwrap().estimate("fr"), 1);
+}
+
+/// Finite values too large for a Welford step (`f64::MAX`, `1e200`) enter the sketch but not
+/// the moments, so the profile stays finite and decodes; a decoded profile whose moments
+/// could only come from such values is refused.
+#[test]
+fn huge_finite_values_stay_out_of_the_moments() {
+    for values in [
+        vec![f64::MAX, -f64::MAX, 1.0, 3.0],
+        vec![1e200, -1e200, 3e200, 1.0, 3.0],
+    ] {
+        let mut p = NumericProfile::default();
+        for &x in &values {
+            p.update(x);
+        }
+        assert_eq!(p.count(), values.len() as u64);
+        assert_eq!(p.outside_moments(), values.len() as u64 - 2);
+        assert_eq!(p.mean(), Some(2.0));
+        let bytes = FeatureProfile::Numeric(p.clone()).to_bytes();
+        let decoded = FeatureProfile::from_bytes(&bytes).expect("a profile decodes");
+        assert_eq!(decoded, FeatureProfile::Numeric(p));
+    }
+    // At the bound itself, merges of far-apart profiles stay finite and decode.
+    let mut low = NumericProfile::default();
+    let mut high = NumericProfile::default();
+    for _ in 0..1000 {
+        low.update(-modelgate::sketch::MAX_MOMENT_VALUE);
+        high.update(modelgate::sketch::MAX_MOMENT_VALUE);
+    }
+    low.merge(&high);
+    assert!(low.variance().is_some_and(f64::is_finite));
+    let bytes = FeatureProfile::Numeric(low).to_bytes();
+    assert!(FeatureProfile::from_bytes(&bytes).is_ok());
+
+    // Moments with a mean of 1e300 decode no more (later updates would overflow them).
+    let mut p = NumericProfile::default();
+    p.update(1.0);
+    let json = serde_json::to_string(&FeatureProfile::Numeric(p)).expect("serialises");
+    let forged = json.replacen("\"mean\":1.0", "\"mean\":1e300", 1);
+    assert_ne!(forged, json, "the serialised form names the mean: {json}");
+    assert!(serde_json::from_str::<FeatureProfile>(&forged).is_err());
 }

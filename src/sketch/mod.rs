@@ -93,5 +93,5 @@ pub use categorical::{CategoricalProfile, DEFAULT_MAX_DISTINCT, MAX_DISTINCT_LIM
 pub use codec::VERSION as ENCODING_VERSION;
 pub use error::SketchError;
 pub use kll::{DEFAULT_K, DEFAULT_SEED, KllSketch, MIN_K};
-pub use profile::{FeatureProfile, NumericProfile};
+pub use profile::{FeatureProfile, MAX_MOMENT_VALUE, NumericProfile};
 pub use view::SortedView;

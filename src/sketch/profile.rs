@@ -8,13 +8,20 @@ use super::categorical::CategoricalProfile;
 use super::error::SketchError;
 use super::kll::KllSketch;
 
+/// Largest magnitude of a value that a [`NumericProfile`]'s mean and variance take in
+/// (`1e100`, the bound the agent puts on labelled values): squares and Chan merges of such
+/// values stay finite over any count. Larger values still enter the quantile sketch.
+pub const MAX_MOMENT_VALUE: f64 = 1e100;
+
 /// The profile of a numeric feature: exact count, missing count, minimum and maximum, mean
 /// and variance (Welford updates, Chan merges, over the finite values), and a
 /// [`KllSketch`] for quantiles and CDFs.
 ///
-/// NaN counts as missing. `±inf` values enter the sketch (and so the count, minimum and
-/// maximum) but not the mean and variance, which would otherwise become infinite or NaN;
-/// [`NumericProfile::infinite`] counts them.
+/// NaN counts as missing. `±inf`, and finite values beyond [`MAX_MOMENT_VALUE`] in magnitude,
+/// enter the sketch (and so the count, minimum and maximum) but not the mean and variance,
+/// which would otherwise overflow to infinity or NaN (`f64::MAX` and `-f64::MAX` have no
+/// finite Welford step) and make a profile its own decoder refuses;
+/// [`NumericProfile::outside_moments`] counts them.
 ///
 /// Cost: one [`KllSketch::update`] plus one Welford step per value; memory that of the
 /// sketch (about 24.5 KiB at `k = 1024` after 10^6 values) plus 24 bytes.
@@ -41,7 +48,7 @@ impl NumericProfile {
     /// Adds one value (NaN counts as missing).
     #[inline]
     pub fn update(&mut self, x: f64) {
-        if x.is_finite() {
+        if x.abs() <= MAX_MOMENT_VALUE {
             self.moments.push(x);
         }
         self.sketch.update(x);
@@ -71,9 +78,10 @@ impl NumericProfile {
         self.sketch.missing()
     }
 
-    /// Number of infinite values (in the count, not in the mean and variance).
+    /// Number of values in the count but not in the mean and variance: infinite ones and
+    /// those beyond [`MAX_MOMENT_VALUE`] in magnitude.
     #[must_use]
-    pub fn infinite(&self) -> u64 {
+    pub fn outside_moments(&self) -> u64 {
         self.sketch.count().saturating_sub(self.moments.count)
     }
 
@@ -89,19 +97,19 @@ impl NumericProfile {
         self.sketch.max()
     }
 
-    /// Mean of the finite values, `None` when there are none.
+    /// Mean of the values within [`MAX_MOMENT_VALUE`], `None` when there are none.
     #[must_use]
     pub fn mean(&self) -> Option<f64> {
         (self.moments.count > 0).then_some(self.moments.mean)
     }
 
-    /// Sample variance of the finite values, `None` with fewer than two.
+    /// Sample variance of the values within [`MAX_MOMENT_VALUE`], `None` with fewer than two.
     #[must_use]
     pub fn variance(&self) -> Option<f64> {
         self.moments.variance()
     }
 
-    /// The moments of the finite values.
+    /// The moments of the values within [`MAX_MOMENT_VALUE`].
     #[must_use]
     pub fn moments(&self) -> &Moments {
         &self.moments
@@ -119,16 +127,21 @@ impl NumericProfile {
         self.sketch.heap_bytes()
     }
 
-    /// Rebuilds a profile from decoded parts: the moments must be valid and count no more
-    /// values than the sketch.
+    /// Rebuilds a profile from decoded parts: the moments must be valid, count no more values
+    /// than the sketch, and be moments of values within [`MAX_MOMENT_VALUE`] (a mean no larger,
+    /// and `m2` at most `4 · count · MAX_MOMENT_VALUE²`, where the true bound is
+    /// `count · MAX_MOMENT_VALUE²` and the factor leaves room for rounding), so that later updates and merges of
+    /// the decoded profile stay finite.
     pub(crate) fn from_parts(
         moments: Moments,
         sketch: KllSketch,
     ) -> Result<NumericProfile, SketchError> {
-        if !moments.is_valid() || moments.count > sketch.count() {
+        let within_range = moments.mean.abs() <= MAX_MOMENT_VALUE
+            && moments.m2 <= 4.0 * moments.count as f64 * (MAX_MOMENT_VALUE * MAX_MOMENT_VALUE);
+        if !moments.is_valid() || !within_range || moments.count > sketch.count() {
             return Err(SketchError::Corrupt {
                 what: "numeric profile",
-                reason: "the moments are not finite or count more values than the sketch",
+                reason: "the moments are not finite, are beyond the values' range, or count more values than the sketch",
             });
         }
         Ok(NumericProfile { moments, sketch })
