@@ -529,3 +529,52 @@ fn missing_values_match_pandas_and_their_share_is_tested() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Out-of-range thresholds never panic a comparison: an `alpha` outside `(0, 1)` or NaN, a
+/// PSI floor of 0, below 0, NaN or above 1 (the floor falls back to its default on both the
+/// numeric and the categorical path, so PSI stays finite). `Thresholds::validate`, which the
+/// sidecar's config runs, refuses all of them by name.
+#[test]
+fn out_of_range_thresholds_neither_panic_nor_give_infinite_psi() {
+    use modelgate::drift::{ExactSample, compare_categorical, compare_numeric};
+    let reference = ExactSample::new((0..1000).map(f64::from).collect());
+    let current = ExactSample::new((0..1000).map(|i| f64::from(i) * 1.5).collect());
+    let counts = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    let (cat_ref, cat_cur) = (
+        counts(&[("a", 50.0), ("b", 50.0)]),
+        counts(&[("a", 50.0), ("b", 49.0), ("c", 1.0)]),
+    );
+    for alpha in [1.5, 1.0, 0.0, -0.1, f64::NAN] {
+        for psi_epsilon in [0.0, -1.0, f64::NAN, 5.0, 1e-4] {
+            let t = Thresholds {
+                alpha,
+                psi_epsilon,
+                ..Thresholds::default()
+            };
+            let numeric = compare_numeric(&reference, &current, None, &t);
+            assert!(
+                numeric.psi.is_finite(),
+                "alpha {alpha}, floor {psi_epsilon}"
+            );
+            let categorical = compare_categorical(&cat_ref, &cat_cur, &t);
+            assert!(
+                categorical.psi.is_finite(),
+                "alpha {alpha}, floor {psi_epsilon}: {}",
+                categorical.psi
+            );
+            let refused = t.validate().expect_err("out of range");
+            assert!(
+                refused.contains("alpha") || refused.contains("psi_epsilon"),
+                "{refused}"
+            );
+        }
+    }
+    assert_eq!(Thresholds::default().validate(), Ok(()));
+    let inverted = Thresholds {
+        psi_warning: 0.3,
+        ..Thresholds::default()
+    };
+    assert!(inverted.validate().unwrap_err().contains("psi_warning"));
+}

@@ -59,6 +59,65 @@ pub struct Thresholds {
     pub js_min_effect: f64,
 }
 
+impl Thresholds {
+    /// Checks every field's range: `alpha` in `(0, 1)`, the minimum effects in `[0, 1]`,
+    /// PSI thresholds finite and at least 0 with the warning no higher than drift, 2 to 100
+    /// bins, and a bin floor in `(0, 1)`. A config (the sidecar's `[lifecycle.drift]`) is
+    /// checked with this when it loads; the comparisons themselves never panic on other
+    /// values (they clamp bins and the floor, and treat an `alpha` outside `(0, 1)` as
+    /// "never significant" or "always").
+    ///
+    /// # Errors
+    /// A message naming the field and its allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(format!("alpha must be in (0, 1), got {}", self.alpha));
+        }
+        for (name, value) in [
+            ("ks_min_effect", self.ks_min_effect),
+            ("js_min_effect", self.js_min_effect),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(format!("{name} must be in [0, 1], got {value}"));
+            }
+        }
+        for (name, value) in [
+            ("psi_drift", self.psi_drift),
+            ("psi_warning", self.psi_warning),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{name} must be finite and at least 0, got {value}"));
+            }
+        }
+        if self.psi_warning > self.psi_drift {
+            return Err(format!(
+                "psi_warning ({}) must not be above psi_drift ({})",
+                self.psi_warning, self.psi_drift
+            ));
+        }
+        if !(2..=100).contains(&self.psi_bins) {
+            return Err(format!("psi_bins must be 2 to 100, got {}", self.psi_bins));
+        }
+        if !(self.psi_epsilon > 0.0 && self.psi_epsilon < 1.0) {
+            return Err(format!(
+                "psi_epsilon must be in (0, 1), got {}",
+                self.psi_epsilon
+            ));
+        }
+        Ok(())
+    }
+
+    /// The floor of a PSI bin share in use: `psi_epsilon` when it is in `(0, 1)`, else
+    /// the default (a floor of 0 makes PSI infinite for any category one side lacks).
+    fn psi_floor(&self) -> f64 {
+        if self.psi_epsilon > 0.0 && self.psi_epsilon < 1.0 {
+            self.psi_epsilon
+        } else {
+            psi::DEFAULT_EPSILON
+        }
+    }
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
@@ -256,11 +315,7 @@ pub fn compare_numeric(
     let (d, bound) = kolmogorov::ks_statistic(reference, current);
     // Out-of-range settings are clamped: 2 to 100 bins, a positive floor.
     let bins = thresholds.psi_bins.clamp(2, 100);
-    let epsilon = if thresholds.psi_epsilon > 0.0 {
-        thresholds.psi_epsilon
-    } else {
-        psi::DEFAULT_EPSILON
-    };
+    let epsilon = thresholds.psi_floor();
     let edges = psi::quantile_edges(reference, bins);
     let (shares_ref, shares_cur) = (psi::shares(reference, &edges), psi::shares(current, &edges));
     let psi = psi::psi_from_shares(&shares_ref, &shares_cur, epsilon);
@@ -314,7 +369,7 @@ pub fn compare_categorical(
             jensen_shannon: f64::NAN,
         }
     } else {
-        CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon)
+        CategoricalStatistics::of(&r, &c, thresholds.psi_floor())
     };
     CategoricalComparison {
         n_reference: n,
@@ -379,7 +434,7 @@ pub fn compare_categorical_profiles(
             (&current.frequencies(), current.count(), current.max_error()),
         );
         comparison.approximate = true;
-        comparison.least_drift = Some(CategoricalStatistics::of(&r, &c, thresholds.psi_epsilon));
+        comparison.least_drift = Some(CategoricalStatistics::of(&r, &c, thresholds.psi_floor()));
         let untracked = |p: &CategoricalProfile| {
             let tracked: u64 = p.frequencies().values().sum();
             if p.count() == 0 {

@@ -96,8 +96,12 @@ pub const MAX_RARE_CATEGORY_SHARE: f64 = 0.05;
 /// `bins − 1` degrees of freedom when nothing drifted; this is its `1 − alpha` quantile.
 #[must_use]
 pub fn psi_no_drift_quantile(bins: usize, n: u64, m: u64, alpha: f64) -> f64 {
-    if n == 0 || m == 0 || bins < 2 {
+    // An alpha of 0 or less (or NaN) makes nothing significant, of 1 or more everything.
+    if n == 0 || m == 0 || bins < 2 || alpha.is_nan() || alpha <= 0.0 {
         return f64::INFINITY;
+    }
+    if alpha >= 1.0 {
+        return 0.0;
     }
     match ChiSquared::new((bins - 1) as f64) {
         Ok(chi2) => (1.0 / n as f64 + 1.0 / m as f64) * chi2.inverse_cdf(1.0 - alpha),

@@ -288,6 +288,9 @@ impl LifecycleConfig {
                 ));
             }
         }
+        self.drift
+            .validate()
+            .map_err(|m| format!("lifecycle.drift.{m}"))?;
         if self.training_window == Some(0) {
             return Err("lifecycle.training_window must be at least 1 row".into());
         }
@@ -371,6 +374,15 @@ label = "y"
             ("`a` twice", Box::new(|c| c.features.push("a".into()))),
             ("the label `y`", Box::new(|c| c.features.push("y".into()))),
             ("training_window", Box::new(|c| c.training_window = Some(0))),
+            ("lifecycle.drift.alpha", Box::new(|c| c.drift.alpha = 1.5)),
+            (
+                "lifecycle.drift.alpha",
+                Box::new(|c| c.drift.alpha = f64::NAN),
+            ),
+            (
+                "lifecycle.drift.psi_epsilon",
+                Box::new(|c| c.drift.psi_epsilon = 0.0),
+            ),
             ("min_improvement", Box::new(|c| c.min_improvement = -0.05)),
             (
                 "min_improvement",
