@@ -66,6 +66,11 @@ use crate::wire::{
     MAX_ERROR_TEXT, MAX_LOAD_ERRORS, Report, WireLimits,
 };
 
+/// Longest agent id a reporter accepts: report ids are the agent id, a dash, 12 hex digits of
+/// the boot, a dash and up to 20 digits of the sequence number, and must fit the sidecar's
+/// 256-byte limit on names.
+pub const MAX_AGENT_ID_BYTES: usize = 256 - (1 + 12 + 1 + 20);
+
 /// How the reporter reaches the sidecar.
 #[derive(Debug, Clone)]
 pub struct ReporterConfig {
@@ -73,7 +78,8 @@ pub struct ReporterConfig {
     pub url: String,
     /// The agent token (sent as `Authorization: Bearer`).
     pub token: String,
-    /// This agent's id; `None` makes one from the process id and a random part.
+    /// This agent's id, 1 to [`MAX_AGENT_ID_BYTES`] bytes; `None` makes one from the process
+    /// id and a random part.
     pub agent_id: Option<String>,
     /// Time between snapshots (default 10 s).
     pub interval: Duration,
@@ -207,6 +213,14 @@ impl Reporter {
             .build()
             .map_err(|e| ReporterError::Spawn(e.to_string()))?;
         let agent_id = config.agent_id.clone().unwrap_or_else(new_agent_id);
+        if agent_id.is_empty() || agent_id.len() > MAX_AGENT_ID_BYTES {
+            // Report ids are `{agent_id}-{boot}-{seq}` and the sidecar refuses names over
+            // 256 bytes for good: a longer id would have every report dropped.
+            return Err(ReporterError::Config(format!(
+                "agent_id must be 1 to {MAX_AGENT_ID_BYTES} bytes, got {}",
+                agent_id.len()
+            )));
+        }
         let (tx, rx) = mpsc::channel();
         let status = Arc::new(Mutex::new(ReporterStatus::default()));
         let flush_deadline = config.flush_deadline;

@@ -15,7 +15,7 @@ use common::Rng;
 use modelgate::agent::{Agent, Outcome};
 use modelgate::metrics::ErrorKind;
 use modelgate::model::LoadError;
-use modelgate::reporter::{Reporter, ReporterConfig};
+use modelgate::reporter::{MAX_AGENT_ID_BYTES, Reporter, ReporterConfig};
 use modelgate::sidecar::config::SidecarConfig;
 use modelgate::sidecar::server::{self, RunningSidecar, Status};
 
@@ -1496,4 +1496,67 @@ fn a_client_sending_a_head_slowly_does_not_hold_the_shutdown_of_serve() {
     assert!(exited.unwrap().success(), "{exited:?}");
     let got = read_until_closed(&mut slow, "unfinished head at shutdown");
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+}
+
+/// The longest agent id a reporter takes still makes report ids the sidecar accepts; one
+/// byte more is refused when the reporter starts, where it used to have every report
+/// refused (400, final) by the sidecar.
+#[test]
+fn the_longest_agent_id_still_delivers() {
+    let dir = TempDir::new("long-agent-id");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let agent = new_agent();
+    let mut too_long = reporter_config(&url, 5, true);
+    too_long.agent_id = Some("a".repeat(MAX_AGENT_ID_BYTES + 1));
+    let e = Reporter::spawn(&agent, too_long, None).unwrap_err();
+    assert!(e.to_string().contains("agent_id"), "{e}");
+
+    let mut longest = reporter_config(&url, 5, true);
+    longest.agent_id = Some("a".repeat(MAX_AGENT_ID_BYTES));
+    let reporter = Reporter::spawn(&agent, longest, None).unwrap();
+    let mut rng = Rng(77);
+    let mut tally = Tallies::new();
+    for _ in 0..50 {
+        serve_one(&agent, &mut rng, &mut tally);
+    }
+    reporter.flush(Duration::from_secs(20)).unwrap();
+    let delivered = reporter.status();
+    assert!(delivered.reports_delivered >= 1, "{delivered:?}");
+    assert_eq!(delivered.reports_dropped, 0, "{delivered:?}");
+    assert_eq!(sidecar_tallies(&status(&url)), tally);
+}
+
+/// A report's labelled count is bounded like its other counts, and the volume trigger's sum
+/// of stored counts saturates: SQLite's `SUM` raised "integer overflow" past `i64::MAX`,
+/// which failed every later trigger check.
+#[test]
+fn labelled_counts_are_bounded_and_their_sum_saturates() {
+    let dir = TempDir::new("labelled-seen");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let mut report = one_report("seen-1");
+    report.snapshot.labelled.seen = modelgate::wire::MAX_COUNT + 1;
+    let (code, body) = post(
+        &url,
+        AGENT_TOKEN,
+        "application/json",
+        report.to_json().unwrap(),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("labelled seen"), "{body}");
+
+    // Rows stored before the bound (or by hand) still sum, saturating.
+    let db = rusqlite::Connection::open(dir.0.join("modelgate.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    for id in ["old-1", "old-2"] {
+        db.execute(
+            "INSERT INTO labelled_batches (report_id, agent_id, window_end_ms, seen, kept) \
+             VALUES (?1, 'old-agent', 1000, ?2, 0)",
+            rusqlite::params![id, i64::MAX],
+        )
+        .unwrap();
+    }
+    let seen = sidecar.store().labelled_seen_since(0).unwrap();
+    assert!(seen >= i64::MAX as u64, "{seen}");
 }

@@ -390,6 +390,12 @@ impl Report {
                 labelled.records.len()
             )));
         }
+        if labelled.seen > MAX_COUNT {
+            return Err(WireError::Invalid(format!(
+                "labelled seen {} is over the limit of {MAX_COUNT} per report",
+                labelled.seen
+            )));
+        }
         if (labelled.records.len() as u64) > labelled.seen {
             return Err(WireError::Invalid(format!(
                 "{} labelled records kept out of {} seen",

@@ -438,12 +438,12 @@ impl Store {
     /// SQLite's error.
     pub fn labelled_seen_since(&self, after_ms: i64) -> Result<u64, StoreError> {
         let conn = self.lock();
-        let total: i64 = conn
-            .prepare_cached(
-                "SELECT COALESCE(SUM(seen), 0) FROM labelled_batches WHERE window_end_ms > ?1",
-            )?
+        // TOTAL sums as a float and never fails, where SUM raises "integer overflow" past
+        // i64::MAX and would stop every trigger check; the count saturates instead.
+        let total: f64 = conn
+            .prepare_cached("SELECT TOTAL(seen) FROM labelled_batches WHERE window_end_ms > ?1")?
             .query_row(params![after_ms], |r| r.get(0))?;
-        Ok(u64::try_from(total).unwrap_or(0))
+        Ok(total as u64)
     }
 
     /// Labelled records kept, recorded in `(after_ms, until_ms]`, in time order.
