@@ -276,6 +276,16 @@ fn retrain_review_approve_rollback_over_http_and_cli() {
     assert_eq!(kinds[0], "model.rollback", "{kinds:?}");
     assert!(kinds.contains(&"model.promote"));
     assert!(kinds.contains(&"model.register"));
+
+    // A request when nothing runs is taken, and makes exactly one run.
+    let (code, body) = post(
+        &url,
+        "/v1/retrain",
+        serde_json::json!({"reason": "after the rollback"}),
+    );
+    assert_eq!(code, 202, "{body}");
+    wait_run(&url, 3);
+    assert_eq!(runs(&url).len(), 3);
     drop(reporter);
     drop(agent);
 }
@@ -404,6 +414,15 @@ fn a_shutdown_during_training_stops_the_command_and_fails_the_run() {
         ),
     );
     wait_until("the training command never started", || started.exists());
+
+    // During the run a retrain is queued behind it, and a second one while that one still
+    // waits in the queue is refused: a double click makes one run, not two.
+    let url = sidecar.url();
+    let (code, body) = post(&url, "/v1/retrain", serde_json::json!({"reason": "next"}));
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = post(&url, "/v1/retrain", serde_json::json!({"reason": "next"}));
+    assert_eq!(code, 409, "{body}");
+    assert!(body.to_string().contains("already queued"), "{body}");
 
     // Without the stop reaching the command, this returns only when the command's
     // 30 s timeout kills it, and the run fails with that reason instead.

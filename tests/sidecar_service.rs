@@ -1560,3 +1560,75 @@ fn labelled_counts_are_bounded_and_their_sum_saturates() {
     let seen = sidecar.store().labelled_seen_since(0).unwrap();
     assert!(seen >= i64::MAX as u64, "{seen}");
 }
+
+/// A `PUT /v1/control` without `models` keeps the assignments in force (for the variants
+/// that remain), and one with `If-Match` replaces only the document it names: a change made
+/// since it was read gets 412, not undone.
+#[test]
+fn control_writes_keep_models_and_honour_if_match() {
+    let dir = TempDir::new("if-match");
+    let sidecar = server::spawn(&sidecar_config(&dir)).unwrap();
+    let url = sidecar.url();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let read = || -> (String, modelgate::wire::Control) {
+        let r = client
+            .get(format!("{url}/v1/control"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap();
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        (etag, r.json().unwrap())
+    };
+    let put = |body: &serde_json::Value, if_match: Option<&str>| -> (u16, serde_json::Value) {
+        let mut request = client
+            .put(format!("{url}/v1/control"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body);
+        if let Some(etag) = if_match {
+            request = request.header("if-match", etag);
+        }
+        let r = request.send().unwrap();
+        (r.status().as_u16(), r.json().unwrap_or_default())
+    };
+
+    let (code, _) = put(
+        &serde_json::json!({"experiments": experiments_json(0.5, 10.0),
+            "models": {"ranker/candidate": {"reference": "ranker@3"}}}),
+        None,
+    );
+    assert_eq!(code, 200);
+    let (first_etag, _) = read();
+
+    // Weights only: the assignment stays.
+    let (code, body) = put(
+        &serde_json::json!({"experiments": experiments_json(0.3, 10.0)}),
+        Some(&first_etag),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (second_etag, control) = read();
+    assert_ne!(second_etag, first_etag);
+    assert_eq!(control.models["ranker/candidate"].reference, "ranker@3");
+
+    // A writer still holding the first etag is refused, and nothing changes.
+    let (code, body) = put(
+        &serde_json::json!({"experiments": experiments_json(0.9, 10.0), "models": {}}),
+        Some(&first_etag),
+    );
+    assert_eq!(code, 412, "{body}");
+    assert_eq!(body["error"], "precondition_failed", "{body}");
+    assert_eq!(read().0, second_etag);
+    // `*`, or no header, writes whatever is in force; an empty `models` clears them.
+    let (code, _) = put(
+        &serde_json::json!({"experiments": experiments_json(0.9, 10.0), "models": {}}),
+        Some("*"),
+    );
+    assert_eq!(code, 200);
+    assert!(read().1.models.is_empty());
+    // A malformed If-Match is a 400, not an unconditional write.
+    let (code, body) = put(
+        &serde_json::json!({"experiments": experiments_json(0.1, 10.0)}),
+        Some("W/\"abc\""),
+    );
+    assert_eq!(code, 400, "{body}");
+}

@@ -91,19 +91,23 @@ pub fn validate(
 ) -> Result<(), String> {
     crate::route::Router::new(experiments.clone()).map_err(|e| e.to_string())?;
     for key in models.keys() {
-        let known = key.split_once('/').is_some_and(|(e, v)| {
-            experiments
-                .experiments
-                .iter()
-                .any(|x| x.name == e && x.variants.iter().any(|y| y.name == v))
-        });
-        if !known {
+        if !names_a_variant(experiments, key) {
             return Err(format!(
                 "model key `{key}` is not an `experiment/variant` of this config"
             ));
         }
     }
     Ok(())
+}
+
+/// Whether a model key (`experiment/variant`) names a variant of `experiments`.
+fn names_a_variant(experiments: &RouterConfig, key: &str) -> bool {
+    key.split_once('/').is_some_and(|(e, v)| {
+        experiments
+            .experiments
+            .iter()
+            .any(|x| x.name == e && x.variants.iter().any(|y| y.name == v))
+    })
 }
 
 /// Why a control change failed.
@@ -116,6 +120,13 @@ pub enum ControlError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The writer expected another document than the one in force (an `If-Match` that no
+    /// longer matches): someone, or the lifecycle, changed it since the writer read it.
+    #[error("the control document changed since it was read: its etag is now {current}")]
+    Stale {
+        /// The etag in force.
+        current: String,
+    },
 }
 
 /// The current control document and the lock its writers share.
@@ -181,16 +192,55 @@ impl ControlPlane {
         models: BTreeMap<String, ModelAssignment>,
         actor: &str,
     ) -> Result<(Control, bool), ControlError> {
+        self.replace_checked(experiments, Some(models), None, actor)
+    }
+
+    /// [`ControlPlane::replace`], with two guards for writers that read the document first:
+    /// - `models: None` keeps the assignments in force, for the variants the new experiments
+    ///   still have (a writer that only changes weights cannot wipe what the lifecycle
+    ///   promoted);
+    /// - `if_match: Some(etag)` replaces only while that etag is in force, checked under
+    ///   the writers' lock, so a change committed since the writer read the document (a
+    ///   promotion, say) is never silently undone.
+    ///
+    /// # Errors
+    /// As [`ControlPlane::replace`], and [`ControlError::Stale`] when `if_match` is not the
+    /// etag in force.
+    pub fn replace_checked(
+        &self,
+        experiments: RouterConfig,
+        models: Option<BTreeMap<String, ModelAssignment>>,
+        if_match: Option<&str>,
+        actor: &str,
+    ) -> Result<(Control, bool), ControlError> {
+        let _writer = self
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.current.load_full();
+        if let Some(expected) = if_match
+            && expected != current.control.etag
+        {
+            return Err(ControlError::Stale {
+                current: current.control.etag.clone(),
+            });
+        }
+        let models = match models {
+            Some(models) => models,
+            None => current
+                .control
+                .models
+                .iter()
+                .filter(|(key, _)| names_a_variant(&experiments, key))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
         validate(&experiments, &models).map_err(ControlError::Invalid)?;
         let control = make_control(experiments, models);
         let doc =
             ControlDoc::new(control.clone()).map_err(|e| ControlError::Invalid(e.to_string()))?;
         doc.check_for_agents()?;
-        let _writer = self
-            .writes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.current.load().control.etag == control.etag {
+        if current.control.etag == control.etag {
             return Ok((control, false));
         }
         self.store.save_control(&control, actor)?;

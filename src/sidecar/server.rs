@@ -4,12 +4,12 @@
 //! |---|---|---|
 //! | `POST /v1/reports` | agent | ingest a [`Report`] (JSON or binary); 202 new, 200 duplicate, 400 malformed, invalid or a window end outside [`super::store::EARLIEST_WINDOW_END_MS`] to one day ([`super::store::MAX_WINDOW_AHEAD_MS`]) after the sidecar's clock, 401 bad token, 408 a body not received within `body_read_timeout_s` of its head, 413 oversize, 415 unknown content type or a `Content-Encoding` other than `identity` (compressed bodies are not read), 507 when the report would store more (experiment, variant) series than `max_series` ([`super::store::Store::with_max_series`]; nothing of it is stored, and the agent's reporter retries it, so that raising the limit loses no data), 503 store failure |
 //! | `GET /v1/control` | agent or admin | the [`crate::wire::Control`] document with its ETag; 304 on `If-None-Match` |
-//! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`) |
+//! | `PUT /v1/control` | admin | replace experiments and model assignments (JSON `{"experiments": …, "models": …}`; without `models` the assignments in force stay, for the variants that remain); with `If-Match: "etag"`, 412 `precondition_failed` unless that document is still in force |
 //! | `GET /v1/status` | admin | control, agents, ingest counters, per-variant summaries |
 //! | `GET /v1/experiments` | admin | the experiments config with per-variant totals |
 //! | `GET /v1/models` | admin | the model registry |
 //! | `GET /v1/runs`, `/v1/runs/{id}`, `/v1/audit` | admin | pipeline runs; the audit log (`?kind=&subject=&limit=&before_id=`) |
-//! | `POST /v1/runs/{id}/approve`, `/reject`, `/v1/rollback`, `/v1/retrain` | admin | lifecycle decisions (a JSON body with a `reason`); a retrain during a rollout is 409 |
+//! | `POST /v1/runs/{id}/approve`, `/reject`, `/v1/rollback`, `/v1/retrain` | admin | lifecycle decisions (a JSON body with a `reason`); a retrain during a rollout, or while another retrain is still queued, is 409 `busy` (one asked for during a run starts after it) |
 //! | `GET /v1/lifecycle` | admin | the lifecycle: production model, alias history, rollout in progress and its last check, latest drift |
 //! | `GET /v1/drift` | admin | drift over time (`?points=&step_s=`), see [`super::dashboard::data::DriftSeries`] |
 //! | `GET /v1/drift/features/{feature}` | admin | one feature's reference and current distributions (`?end_ms=`) |
@@ -790,8 +790,9 @@ async fn get_control(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 #[serde(deny_unknown_fields)]
 struct ControlUpdate {
     experiments: RouterConfig,
+    /// `None` keeps the assignments in force (for the variants that remain).
     #[serde(default)]
-    models: BTreeMap<String, ModelAssignment>,
+    models: Option<BTreeMap<String, ModelAssignment>>,
     #[serde(default)]
     reason: Option<String>,
 }
@@ -823,9 +824,18 @@ async fn put_control(
         Some(reason) if !reason.is_empty() => format!("admin ({reason})"),
         _ => "admin".to_owned(),
     };
+    let if_match = match if_match(&headers) {
+        Ok(etag) => etag,
+        Err(reason) => return problem(StatusCode::BAD_REQUEST, "bad_if_match", reason),
+    };
     let control = state.control.clone();
     let replaced = tokio::task::spawn_blocking(move || {
-        control.replace(update.experiments, update.models, &actor)
+        control.replace_checked(
+            update.experiments,
+            update.models,
+            if_match.as_deref(),
+            &actor,
+        )
     })
     .await;
     match replaced {
@@ -836,6 +846,11 @@ async fn put_control(
         Ok(Err(
             ControlError::Invalid(reason) | ControlError::Store(StoreError::Invalid(reason)),
         )) => problem(StatusCode::BAD_REQUEST, "invalid", reason),
+        Ok(Err(e @ ControlError::Stale { .. })) => problem(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            e.to_string(),
+        ),
         Ok(Err(e)) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_error",
@@ -846,6 +861,28 @@ async fn put_control(
             "internal",
             format!("control task failed: {e}"),
         ),
+    }
+}
+
+/// The etag of an `If-Match` header: `None` without one or for `*` (any document), the
+/// etag without its quotes for one strong etag. A list or a weak etag is refused: a write
+/// is conditional on one exact document.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| "If-Match must be ASCII".to_owned())?
+        .trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(etag) if !etag.is_empty() && !etag.contains('"') => Ok(Some(etag.to_owned())),
+        _ => Err(format!(
+            "If-Match must be one quoted etag, as GET /v1/control's ETag header gives, or *; got {text}"
+        )),
     }
 }
 
@@ -1050,6 +1087,10 @@ enum LifecycleCommand {
 struct LifecycleHandle {
     lifecycle: Arc<Lifecycle>,
     commands: std::sync::mpsc::Sender<LifecycleCommand>,
+    /// Set when a manual retrain is queued, cleared when the lifecycle thread takes it: a
+    /// second request in between (a double click) is refused rather than queued behind it.
+    /// A request while a run is in progress is queued and starts after it.
+    retrain_queued: Arc<std::sync::atomic::AtomicBool>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -1110,6 +1151,8 @@ fn start_lifecycle(
         tracing::warn!("runs {resuming:?} were interrupted during training and will be resumed");
     }
     let (tx, rx) = std::sync::mpsc::channel();
+    let retrain_queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let queued_flag = retrain_queued.clone();
     let interval = std::time::Duration::from_secs(config.triggers.check_interval_s);
     let worker = lifecycle.clone();
     let thread = std::thread::Builder::new()
@@ -1133,6 +1176,8 @@ fn start_lifecycle(
                     Ok(LifecycleCommand::Stop)
                     | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                     Ok(LifecycleCommand::Retrain(reason)) => {
+                        // Taken off the queue: a new request may queue the next one.
+                        queued_flag.store(false, std::sync::atomic::Ordering::Release);
                         match worker.run(TriggerKind::Manual, serde_json::json!({"reason": reason}))
                         {
                             Ok(outcome) => tracing::info!(
@@ -1165,6 +1210,7 @@ fn start_lifecycle(
     Ok(LifecycleHandle {
         lifecycle,
         commands: tx,
+        retrain_queued,
         thread: std::sync::Mutex::new(Some(thread)),
     })
 }
@@ -1365,6 +1411,24 @@ async fn post_retrain(
     };
     if let Some(why) = handle.lifecycle.busy() {
         return problem(StatusCode::CONFLICT, "busy", why);
+    }
+    // Check and claim in one step, so that two requests at once queue one run; a request
+    // while a run is in progress queues (the run took its command off the queue).
+    if handle
+        .retrain_queued
+        .compare_exchange(
+            false,
+            true,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        )
+        .is_err()
+    {
+        return problem(
+            StatusCode::CONFLICT,
+            "busy",
+            "a retrain is already queued: it starts when the run in progress ends".into(),
+        );
     }
     let reason = format!("{actor} asked: {}", request.reason);
     match handle.commands.send(LifecycleCommand::Retrain(reason)) {
