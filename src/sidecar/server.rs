@@ -1229,6 +1229,18 @@ fn lifecycle_error(e: LifecycleError) -> Response {
         LifecycleError::Refused(reason) => problem(StatusCode::CONFLICT, "refused", reason),
         LifecycleError::Busy => problem(StatusCode::CONFLICT, "busy", e.to_string()),
         LifecycleError::Vetoed { .. } => problem(StatusCode::CONFLICT, "vetoed", e.to_string()),
+        // A value the store refuses (a reason too long, say) is the request's fault.
+        LifecycleError::Store(StoreError::Invalid(reason))
+        | LifecycleError::Control(
+            ControlError::Invalid(reason) | ControlError::Store(StoreError::Invalid(reason)),
+        ) => problem(StatusCode::BAD_REQUEST, "invalid", reason),
+        // The store could not take the change (a full disk, a locked database): the request
+        // was fine, the service is not, and a retry may work.
+        LifecycleError::Store(_) | LifecycleError::Control(ControlError::Store(_)) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            e.to_string(),
+        ),
         other => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "lifecycle_error",
@@ -1658,4 +1670,46 @@ async fn get_dashboard(State(state): State<Arc<AppState>>) -> Response {
         "read_only": state.read_only,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lifecycle errors map to the status a client can act on: its own fault (4xx), a state
+    /// conflict (409), or a store that cannot take the change now (503), never a bare 500.
+    #[test]
+    fn lifecycle_errors_get_actionable_statuses() {
+        let sqlite = || {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ))
+        };
+        let cases = [
+            (LifecycleError::UnknownRun(9), StatusCode::NOT_FOUND),
+            (LifecycleError::Busy, StatusCode::CONFLICT),
+            (LifecycleError::Refused("no".into()), StatusCode::CONFLICT),
+            (
+                LifecycleError::Store(StoreError::Invalid("too long".into())),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                LifecycleError::Control(ControlError::Invalid("bad".into())),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                LifecycleError::Store(sqlite()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                LifecycleError::Control(ControlError::Store(sqlite())),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (error, status) in cases {
+            let text = error.to_string();
+            assert_eq!(lifecycle_error(error).status(), status, "{text}");
+        }
+    }
 }
