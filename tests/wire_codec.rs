@@ -340,10 +340,31 @@ fn merged_reports_keep_exact_labelled_counts_within_the_limit() {
         bad.validate(&modelgate::wire::WireLimits::default())
             .is_err()
     );
-    let mut bad = a;
+    let mut bad = a.clone();
     bad.snapshot.labelled.records[0].label = f64::NAN;
     assert!(
         bad.validate(&modelgate::wire::WireLimits::default())
             .is_err()
+    );
+    // A record time before the epoch, or over a day after the window's end, is refused:
+    // no training window would ever hold it.
+    for at_ms in [
+        -1,
+        i64::MIN,
+        a.snapshot.window_end_ms + 86_400_001,
+        i64::MAX,
+    ] {
+        let mut bad = a.clone();
+        bad.snapshot.labelled.records[0].at_ms = at_ms;
+        let e = bad
+            .validate(&modelgate::wire::WireLimits::default())
+            .expect_err("out of range");
+        assert!(e.to_string().contains("labelled record at"), "{e}");
+    }
+    let mut late = a;
+    late.snapshot.labelled.records[0].at_ms = late.snapshot.window_end_ms + 86_400_000;
+    assert!(
+        late.validate(&modelgate::wire::WireLimits::default())
+            .is_ok()
     );
 }

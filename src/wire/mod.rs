@@ -243,6 +243,9 @@ pub const MAX_OUTCOME_MEAN: f64 = 1e15;
 /// nanosecond timestamps (about `1.8e18`) or large identifiers still fit.
 pub const MAX_LABELLED_VALUE: f64 = 1e100;
 
+/// How far after its report's window end a labelled record's time may be (one day).
+const LABELLED_AT_SLACK_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Whether `features` and `label` are finite and within [`MAX_LABELLED_VALUE`].
 #[must_use]
 pub fn labelled_values_usable(features: &[f64], label: f64) -> bool {
@@ -410,6 +413,20 @@ impl Report {
                     "labelled records must all have the same number of features, within the limit"
                         .into(),
                 ));
+            }
+            // Records are stamped by the agent's clock inside the window; a day of slack
+            // covers a clock set back during it. Times outside never fall in a training
+            // window, so such records would be stored and silently never used.
+            let latest = self
+                .snapshot
+                .window_end_ms
+                .saturating_add(LABELLED_AT_SLACK_MS);
+            if !(0..=latest).contains(&r.at_ms) {
+                return Err(WireError::Invalid(format!(
+                    "labelled record at {} ms is outside the Unix epoch to one day after the \
+                     window's end ({latest} ms)",
+                    r.at_ms
+                )));
             }
             if !labelled_values_usable(&r.features, r.label) {
                 return Err(WireError::Invalid(format!(
