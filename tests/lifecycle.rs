@@ -1199,16 +1199,32 @@ fn performance_triggers_on_a_floor_and_on_a_drop_since_promotion() {
     assert_eq!(firings[0].kind, TriggerKind::Performance);
     assert_eq!(firings[0].evidence["at_promotion"], 0.8);
     assert_eq!(firings[0].evidence["online_metric"], 0.72);
-    // Below the floor fires too (after the cooldown window).
+    // Below the floor fires too (after the cooldown window). It is also a drop: one firing
+    // carries both, so one check writes one audit row and one notice.
     s.clock.set(promoted + 8 * 86_400_000);
     ship_outcomes(&s, 1000, 0.50, "day-8");
     let firings = s.lifecycle.check_triggers().unwrap();
-    assert!(
-        firings
-            .iter()
-            .any(|f| f.kind == TriggerKind::Performance && f.evidence["floor"] == 0.55),
-        "{firings:?}"
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].kind, TriggerKind::Performance);
+    assert_eq!(firings[0].evidence["floor"], 0.55, "{firings:?}");
+    assert_eq!(firings[0].evidence["at_promotion"], 0.8, "{firings:?}");
+}
+
+#[test]
+fn performance_below_the_floor_alone_fires_once() {
+    let s = setup(
+        "performance-floor",
+        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 100000000\ndrift_window_s = 86400\nmin_drift_rows = 500\nperformance_min = 0.55",
+        NotifyConfig::default(),
     );
+    first_model(&s);
+    let promoted = s.clock.now_unix_ms();
+    s.clock.set(promoted + 3_600_000);
+    ship_outcomes(&s, 1000, 0.50, "day-1");
+    let firings = s.lifecycle.check_triggers().unwrap();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].evidence["floor"], 0.55, "{firings:?}");
+    assert_eq!(firings[0].evidence["online_metric"], 0.5, "{firings:?}");
 }
 
 #[test]

@@ -60,6 +60,9 @@ use crate::sidecar::notify::NotifyConfig;
 
 use super::rollout::RolloutConfig;
 
+/// Longest `check_interval_s` or `drift_window_s`: ten years.
+pub const MAX_TRIGGER_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 fn default_production() -> String {
     "production".into()
 }
@@ -269,6 +272,8 @@ impl LifecycleConfig {
 
     /// Checks the settings.
     ///
+    /// Trigger durations are at most [`MAX_TRIGGER_SECONDS`].
+    ///
     /// # Errors
     /// A message naming the bad setting.
     pub fn validate(&self) -> Result<(), String> {
@@ -330,11 +335,17 @@ impl LifecycleConfig {
         if self.production_variant == self.candidate_variant {
             return Err("lifecycle: production_variant and candidate_variant must differ".into());
         }
-        if self.triggers.check_interval_s == 0 {
-            return Err("lifecycle.triggers.check_interval_s must be positive".into());
-        }
-        if self.triggers.drift_window_s == 0 {
-            return Err("lifecycle.triggers.drift_window_s must be positive".into());
+        // Both become milliseconds in time arithmetic (times ten for back-offs): ten years
+        // keeps that far from overflowing.
+        for (name, seconds) in [
+            ("check_interval_s", self.triggers.check_interval_s),
+            ("drift_window_s", self.triggers.drift_window_s),
+        ] {
+            if !(1..=MAX_TRIGGER_SECONDS).contains(&seconds) {
+                return Err(format!(
+                    "lifecycle.triggers.{name} must be 1 to {MAX_TRIGGER_SECONDS} s (ten years), got {seconds}"
+                ));
+            }
         }
         if let TrainerConfig::Command { command, .. } = &self.trainer
             && command.is_empty()
@@ -391,6 +402,14 @@ label = "y"
             (
                 "drift_window_s",
                 Box::new(|c| c.triggers.drift_window_s = 0),
+            ),
+            (
+                "drift_window_s must be 1 to",
+                Box::new(|c| c.triggers.drift_window_s = 10_000_000_000_000_000),
+            ),
+            (
+                "check_interval_s must be 1 to",
+                Box::new(|c| c.triggers.check_interval_s = u64::MAX),
             ),
             ("margin", Box::new(|c| c.rollout.margin = f64::NAN)),
             (

@@ -828,22 +828,40 @@ impl Lifecycle {
                     evidence,
                 });
             }
+            // One performance firing per check: a floor breach in the same check as a drop
+            // adds its evidence to the drop's firing (two firings wrote two audit rows and
+            // notices for one run).
             if let Some(floor) = t.performance_min
                 && let Some((value, n)) =
                     self.online_metric(now - 1000 * t.drift_window_s as i64, now + 1)?
                 && n >= t.min_drift_rows
                 && value < floor
-                && !self.recently_triggered(TriggerKind::Performance, now)?
             {
-                firings.push(Firing {
-                    kind: TriggerKind::Performance,
-                    evidence: serde_json::json!({
-                        "model": production.reference,
-                        "online_metric": value,
-                        "observations": n,
-                        "floor": floor,
-                    }),
+                let evidence = serde_json::json!({
+                    "model": production.reference,
+                    "online_metric": value,
+                    "observations": n,
+                    "floor": floor,
                 });
+                match firings
+                    .iter_mut()
+                    .find(|f| f.kind == TriggerKind::Performance)
+                {
+                    Some(drop) => {
+                        if let Some(fields) = drop.evidence.as_object_mut() {
+                            fields.insert("floor".into(), floor.into());
+                            fields.insert("floor_online_metric".into(), value.into());
+                            fields.insert("floor_observations".into(), n.into());
+                        }
+                    }
+                    None if !self.recently_triggered(TriggerKind::Performance, now)? => {
+                        firings.push(Firing {
+                            kind: TriggerKind::Performance,
+                            evidence,
+                        });
+                    }
+                    None => {}
+                }
             }
         }
         if let Some(threshold) = t.volume {
