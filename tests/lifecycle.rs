@@ -1281,3 +1281,50 @@ fn one_huge_labelled_record_does_not_block_retraining() {
         loading.detail
     );
 }
+
+/// A holdout that reaches back into production's training rows (here: a larger holdout
+/// fraction than production was trained with) scores both models only on the rows after
+/// production's training data, so production is never scored on rows it learned from.
+#[test]
+fn production_is_never_scored_on_its_own_training_rows() {
+    let s = setup("holdout-overlap", NO_TRIGGERS, NotifyConfig::default());
+    first_model(&s);
+    let production_to_ms = s
+        .store
+        .alias("elec", "production")
+        .unwrap()
+        .and_then(|m| m.trained_to_ms)
+        .expect("production's training range");
+    let mut wider = s.config.clone();
+    wider.holdout_fraction = 0.5;
+    let lifecycle = lifecycle_with(&s, wider, Notifier::new(NotifyConfig::default()).unwrap());
+    s.trainer.use_features(&FEATURES);
+    let outcome = lifecycle
+        .run(
+            TriggerKind::Manual,
+            serde_json::json!({"reason": "wider holdout"}),
+        )
+        .unwrap();
+    let evaluation = outcome.evaluation.as_ref().expect("evaluated");
+    let range = evaluation.holdout.expect("a holdout");
+    assert!(
+        range.from_ms > production_to_ms,
+        "{range:?} vs {production_to_ms}"
+    );
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    let loading = run.steps.iter().find(|x| x.name == "loading").unwrap();
+    let evaluating = run.steps.iter().find(|x| x.name == "evaluating").unwrap();
+    let holdout_rows = loading.detail["holdout_rows"].as_u64().unwrap();
+    let left_out = evaluating.detail["holdout_rows_left_out_as_production_training"]
+        .as_u64()
+        .unwrap();
+    // 6,000 rows, half of them held out; production trained on the 4,800 before its own
+    // 20% holdout, so 1,800 of the 3,000 are its training rows.
+    assert_eq!(
+        (holdout_rows, left_out),
+        (3000, 1800),
+        "{:?}",
+        evaluating.detail
+    );
+    assert_eq!(range.rows, holdout_rows - left_out);
+}

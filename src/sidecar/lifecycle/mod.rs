@@ -1461,10 +1461,37 @@ impl Lifecycle {
                 ),
                 None => None,
             };
+            // Both models are scored on rows production never trained on: backfilled rows,
+            // or a larger holdout fraction or training window, can move the holdout back
+            // into production's training range, where production would be scored on its
+            // own training rows.
+            let newer;
+            let (compared, overlap) = match &artifact {
+                Some(p) => {
+                    newer = holdout.window(p.training.to_ms.saturating_add(1), i64::MAX);
+                    if newer.is_empty() {
+                        return Err(format!(
+                            "all {} holdout rows are at or before the end of production's \
+                             training data ({} ms): no row scores both models fairly; retrain \
+                             when newer labelled data has arrived",
+                            holdout.len(),
+                            p.training.to_ms
+                        ));
+                    }
+                    (&newer, holdout.len() - newer.len())
+                }
+                None => (&holdout, 0),
+            };
             let report =
-                EvaluationReport::evaluate(&trained.artifact, artifact.as_ref(), &holdout, primary)
+                EvaluationReport::evaluate(&trained.artifact, artifact.as_ref(), compared, primary)
                     .map_err(|e| e.to_string())?;
-            let detail = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            let mut detail = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            if let Some(fields) = detail.as_object_mut() {
+                fields.insert(
+                    "holdout_rows_left_out_as_production_training".into(),
+                    overlap.into(),
+                );
+            }
             Ok((report, detail))
         })?;
 
