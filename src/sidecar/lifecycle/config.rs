@@ -319,8 +319,15 @@ impl LifecycleConfig {
             ));
         }
         for (metric, tolerance) in &self.guardrails {
-            if Metric::from_name(metric).is_none() {
+            let Some(known) = Metric::from_name(metric) else {
                 return Err(format!("lifecycle.guardrails: unknown metric `{metric}`"));
+            };
+            // A metric the label kind has no value for would never be checked.
+            if known.label_kind() != self.label_kind {
+                return Err(format!(
+                    "lifecycle.guardrails.{metric} does not fit a {} label (it would never be checked)",
+                    self.label_kind.as_str()
+                ));
             }
             if !(tolerance.is_finite() && *tolerance >= 0.0) {
                 return Err(format!(
@@ -412,6 +419,12 @@ label = "y"
                 Box::new(|c| c.triggers.check_interval_s = u64::MAX),
             ),
             ("margin", Box::new(|c| c.rollout.margin = f64::NAN)),
+            (
+                "guardrails.rmse does not fit a binary label",
+                Box::new(|c| {
+                    c.guardrails.insert("rmse".into(), 0.1);
+                }),
+            ),
             (
                 "never fires",
                 Box::new(|c| c.triggers.schedule = Some("0 0 30 2 *".into())),
