@@ -1328,3 +1328,34 @@ fn production_is_never_scored_on_its_own_training_rows() {
     );
     assert_eq!(range.rows, holdout_rows - left_out);
 }
+
+/// A scheduled time that comes while a stored run is still in progress (an Airflow run
+/// waiting to be followed again) is not used up: it fires once that run has ended.
+#[test]
+fn a_schedule_due_while_a_run_is_in_progress_fires_after_it() {
+    let s = setup(
+        "schedule-busy",
+        "[triggers]\nschedule = \"0 0 1 * *\"\ndrift = false\nvolume = 1000000",
+        NotifyConfig::default(),
+    );
+    first_model(&s);
+    let waiting = s
+        .store
+        .create_run("manual", serde_json::json!({"reason": "an unfinished run"}))
+        .unwrap();
+    let july_1 = 181 * 24 * 3_600_000;
+    s.clock.set(july_1);
+    assert!(s.lifecycle.tick().unwrap().is_none(), "nothing starts");
+    s.store
+        .finish_run(waiting, "failed", serde_json::json!({"reason": "ended"}))
+        .unwrap();
+    s.trainer.use_features(&FEATURES);
+    s.clock.set(july_1 + 60_000);
+    let outcome = s
+        .lifecycle
+        .tick()
+        .unwrap()
+        .expect("the July run starts now");
+    let run = s.store.run(outcome.run_id).unwrap().unwrap();
+    assert_eq!(run.trigger, "schedule", "{run:?}");
+}

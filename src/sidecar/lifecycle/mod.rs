@@ -1034,6 +1034,12 @@ impl Lifecycle {
         if let Some(state) = rollout {
             return self.advance_rollout(state);
         }
+        // A stored run still in progress (an Airflow run waiting to be followed again after
+        // a restart) would refuse a new run: leave the triggers unchecked until it ends, so
+        // that a schedule occurrence is not consumed by a run that cannot start.
+        if self.run_in_progress()? {
+            return Ok(None);
+        }
         let firings = self.check_triggers()?;
         let Some(first) = firings.first() else {
             return Ok(None);
@@ -1070,18 +1076,21 @@ impl Lifecycle {
         self.run_locked(kind, evidence)
     }
 
+    /// Whether the store holds a run in state `running`.
+    fn run_in_progress(&self) -> Result<bool, LifecycleError> {
+        Ok(self
+            .store
+            .active_runs()?
+            .iter()
+            .any(|r| r.state == "running"))
+    }
+
     fn run_locked(
         &self,
         kind: TriggerKind,
         evidence: serde_json::Value,
     ) -> Result<RunOutcome, LifecycleError> {
-        if lock(&self.rollout).is_some()
-            || self
-                .store
-                .active_runs()?
-                .iter()
-                .any(|r| r.state == "running")
-        {
+        if lock(&self.rollout).is_some() || self.run_in_progress()? {
             return Err(LifecycleError::Busy);
         }
         let model = self.config.model.clone();
