@@ -1176,11 +1176,14 @@ fn a_rollout_holds_while_agents_report_another_model_for_the_candidate() {
     assert_eq!(production(&s), Some(2));
 }
 
+/// Performance triggers only, with a floor of 0.55 over a day's outcomes.
+const PERFORMANCE_FLOOR: &str = "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 100000000\ndrift_window_s = 86400\nmin_drift_rows = 500\nperformance_min = 0.55";
+
 #[test]
 fn performance_triggers_on_a_floor_and_on_a_drop_since_promotion() {
     let s = setup(
         "performance",
-        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 100000000\ndrift_window_s = 86400\nmin_drift_rows = 500\nperformance_min = 0.55\nperformance_drop = 0.05",
+        &format!("{PERFORMANCE_FLOOR}\nperformance_drop = 0.05"),
         NotifyConfig::default(),
     );
     first_model(&s);
@@ -1214,7 +1217,7 @@ fn performance_triggers_on_a_floor_and_on_a_drop_since_promotion() {
 fn performance_below_the_floor_alone_fires_once() {
     let s = setup(
         "performance-floor",
-        "[triggers]\nschedule = \"\"\ndrift = false\nvolume = 100000000\ndrift_window_s = 86400\nmin_drift_rows = 500\nperformance_min = 0.55",
+        PERFORMANCE_FLOOR,
         NotifyConfig::default(),
     );
     first_model(&s);

@@ -495,12 +495,23 @@ impl std::io::Read for ChunkReader {
 }
 
 fn put_control(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let r = reqwest::blocking::Client::new()
+    put_control_if(url, body, None)
+}
+
+/// `PUT /v1/control` with an `If-Match` header when `if_match` names one.
+fn put_control_if(
+    url: &str,
+    body: &serde_json::Value,
+    if_match: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::blocking::Client::new()
         .put(format!("{url}/v1/control"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(body)
-        .send()
-        .unwrap();
+        .json(body);
+    if let Some(etag) = if_match {
+        request = request.header("if-match", etag);
+    }
+    let r = request.send().unwrap();
     (r.status().as_u16(), r.json().unwrap_or_default())
 }
 
@@ -1580,17 +1591,7 @@ fn control_writes_keep_models_and_honour_if_match() {
         let etag = r.headers()["etag"].to_str().unwrap().to_owned();
         (etag, r.json().unwrap())
     };
-    let put = |body: &serde_json::Value, if_match: Option<&str>| -> (u16, serde_json::Value) {
-        let mut request = client
-            .put(format!("{url}/v1/control"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(body);
-        if let Some(etag) = if_match {
-            request = request.header("if-match", etag);
-        }
-        let r = request.send().unwrap();
-        (r.status().as_u16(), r.json().unwrap_or_default())
-    };
+    let put = |body: &serde_json::Value, if_match| put_control_if(&url, body, if_match);
 
     let (code, _) = put(
         &serde_json::json!({"experiments": experiments_json(0.5, 10.0),
