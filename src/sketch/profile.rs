@@ -8,10 +8,11 @@ use super::categorical::CategoricalProfile;
 use super::error::SketchError;
 use super::kll::KllSketch;
 
-/// Largest magnitude of a value that a [`NumericProfile`]'s mean and variance take in
-/// (`1e100`, the bound the agent puts on labelled values): squares and Chan merges of such
-/// values stay finite over any count. Larger values still enter the quantile sketch.
-pub const MAX_MOMENT_VALUE: f64 = 1e100;
+/// Largest magnitude of a value that a [`NumericProfile`]'s mean and variance take in: the
+/// agent's bound on feature and labelled values ([`crate::wire::MAX_LABELLED_VALUE`],
+/// `1e100`), at which squares and Chan merges stay finite over any count. Larger values
+/// still enter the quantile sketch.
+pub const MAX_MOMENT_VALUE: f64 = crate::wire::MAX_LABELLED_VALUE;
 
 /// The profile of a numeric feature: exact count, missing count, minimum and maximum, mean
 /// and variance (Welford updates, Chan merges, over the finite values), and a
@@ -128,10 +129,10 @@ impl NumericProfile {
     }
 
     /// Rebuilds a profile from decoded parts: the moments must be valid, count no more values
-    /// than the sketch, and be moments of values within [`MAX_MOMENT_VALUE`] (a mean no larger,
-    /// and `m2` at most `4 · count · MAX_MOMENT_VALUE²`, where the true bound is
-    /// `count · MAX_MOMENT_VALUE²` and the factor leaves room for rounding), so that later updates and merges of
-    /// the decoded profile stay finite.
+    /// than the sketch, and be moments of values within [`MAX_MOMENT_VALUE`]: a mean no
+    /// larger, and `m2` at most `4 · count · MAX_MOMENT_VALUE²` (the true bound is
+    /// `count · MAX_MOMENT_VALUE²`; the factor leaves room for rounding). Later updates and
+    /// merges of the decoded profile then stay finite.
     pub(crate) fn from_parts(
         moments: Moments,
         sketch: KllSketch,
